@@ -1,0 +1,9 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace hiper::bindings {
+void register_layout(pybind11::module_& m);      // layout_bindings.cpp
+void register_hae_ops(pybind11::module_& m);     // hae_bindings.cpp
+void register_token_ops(pybind11::module_& m);   // token_bindings.cpp
+}  // namespace hiper::bindings

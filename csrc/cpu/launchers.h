@@ -1,0 +1,26 @@
+// CPU launchers: loops over trajectories or rows that call the shared per-item functions
+// of csrc/include/hiper. csrc/cuda mirrors this file.
+#pragma once
+
+#include "hiper/consistency.h"
+#include "hiper/hae.h"
+#include "hiper/normalize.h"
+#include "hiper/row_scan.h"
+#include "hiper/shaping.h"
+#include "hiper/token_outputs.h"
+
+namespace hiper::cpu {
+
+void shape_rewards(const ShapingParams& p);
+void hae(const HAEParams& p);
+void row_scan(const RowScanParams& p);
+void token_outputs(const TokenOutputParams& p);
+template <typename token_t>
+void subgoal_changed(const ConsistencyParams<token_t>& p);
+
+// Mean and population std of x over rows with include[i] != 0 (include null: all rows).
+Moments masked_moments(index_t n, const float* x, const flag_t* include);
+// out[i] = (x[i] - mean) / (std + eps) where include[i] (or everywhere), x[i] elsewhere. out may alias x.
+void normalize(index_t n, const float* x, const flag_t* include, const Moments& m, double eps, float* out);
+
+}  // namespace hiper::cpu

@@ -1,0 +1,60 @@
+// Per-row summaries of (N, L) token masks, read once before HAE.
+//
+// For each row: the number of valid response tokens, whether the action / subgoal / switch
+// spans are non-empty (within the response), and the position at which each value head is
+// read. A head is read at the first position of (value_mask && response_mask); when that is
+// empty, at the last valid token, max(count - 1, 0), as the authors' `pick_value` does.
+#pragma once
+
+#include "hiper/common.h"
+
+namespace hiper {
+
+struct RowScanParams {
+  index_t num_rows = 0;
+  index_t length = 0;
+  const flag_t* response_mask = nullptr;  // (N, L)
+  const flag_t* action_mask = nullptr;    // (N, L) or null: the whole response
+  const flag_t* subgoal_mask = nullptr;   // (N, L) or null
+  const flag_t* switch_mask = nullptr;    // (N, L) or null
+  const flag_t* value_masks[3] = {nullptr, nullptr, nullptr};  // low, high, term; null: skipped
+  // (N,) outputs.
+  index_t* response_length = nullptr;
+  flag_t* has_action = nullptr;
+  flag_t* has_subgoal = nullptr;
+  flag_t* has_switch = nullptr;
+  index_t* value_pos[3] = {nullptr, nullptr, nullptr};
+};
+
+// True when some position has both masks set. Stops at the first hit: spans sit early in
+// a response, so most rows are decided after a few bytes.
+HIPER_HOST_DEVICE bool any_both(const flag_t* a, const flag_t* b, index_t n) {
+  for (index_t j = 0; j < n; ++j)
+    if (a[j] != 0 && b[j] != 0) return true;
+  return false;
+}
+
+HIPER_HOST_DEVICE index_t first_both(const flag_t* a, const flag_t* b, index_t n) {
+  for (index_t j = 0; j < n; ++j)
+    if (a[j] != 0 && b[j] != 0) return j;
+  return -1;
+}
+
+HIPER_HOST_DEVICE void row_scan_row(const RowScanParams& p, index_t i) {
+  const index_t base = i * p.length;
+  const flag_t* resp = p.response_mask + base;
+  index_t count = 0;
+  for (index_t j = 0; j < p.length; ++j) count += resp[j] != 0;  // branch-free: vectorises
+  p.response_length[i] = count;
+  p.has_action[i] = p.action_mask == nullptr ? count > 0 : any_both(p.action_mask + base, resp, p.length);
+  p.has_subgoal[i] = p.subgoal_mask != nullptr && any_both(p.subgoal_mask + base, resp, p.length);
+  p.has_switch[i] = p.switch_mask != nullptr && any_both(p.switch_mask + base, resp, p.length);
+  const index_t fallback = count > 0 ? count - 1 : 0;
+  for (int h = 0; h < 3; ++h) {
+    if (p.value_pos[h] == nullptr) continue;
+    const index_t first = p.value_masks[h] == nullptr ? -1 : first_both(p.value_masks[h] + base, resp, p.length);
+    p.value_pos[h][i] = first >= 0 ? first : fallback;
+  }
+}
+
+}  // namespace hiper
