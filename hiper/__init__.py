@@ -1,4 +1,50 @@
-"""hiper: hierarchical plan-execute reinforcement learning for multi-turn LLM agents."""
+"""hiper: hierarchical plan-execute reinforcement learning (HiPER) for multi-turn LLM agents.
+
+The compiled core (hiper._C, C++ with an optional CUDA backend) implements the trajectory
+layout, reward shaping, Hierarchical Advantage Estimation and its token-level outputs; the
+functions below take numpy arrays or torch tensors and return the caller's type.
+"""
 from hiper import _C
+from hiper.config import HAEConfig
+from hiper.ops import (
+    HAETokenOutputs,
+    HAETurnOutputs,
+    RowSummary,
+    TrajectoryLayout,
+    build_layout,
+    factorize,
+    hae,
+    hae_token_outputs,
+    hae_turns,
+    normalize_advantages,
+    row_scan,
+    shape_rewards,
+    subgoal_changed,
+)
 
 __version__ = "0.1.0"
+
+
+def has_cuda() -> bool:
+    """True when this build contains the CUDA backend and a CUDA device is usable."""
+    return bool(_C.cuda_compiled()) and _C.cuda_device_count() > 0
+
+
+__all__ = [
+    "HAEConfig",
+    "HAETokenOutputs",
+    "HAETurnOutputs",
+    "RowSummary",
+    "TrajectoryLayout",
+    "__version__",
+    "build_layout",
+    "factorize",
+    "has_cuda",
+    "hae",
+    "hae_token_outputs",
+    "hae_turns",
+    "normalize_advantages",
+    "row_scan",
+    "shape_rewards",
+    "subgoal_changed",
+]

@@ -46,13 +46,17 @@ inline std::string shape_str(const std::vector<py::ssize_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// An absent optional array: a null handle, so in_ptr / out_ptr give nullptr. (A default
+// constructed py::array is a real, empty array, not a null one.)
+inline py::array absent() { return py::reinterpret_steal<py::array>(py::handle()); }
+
 // Returns the array behind `obj` after checking it; `obj` None is allowed when optional.
 // `shape` entries of -1 accept any size. Writable is required for outputs.
 inline py::array checked_array(const py::object& obj, const char* name, Kind kind,
                                const std::vector<py::ssize_t>& shape, bool optional = false,
                                bool writable = false) {
   if (obj.is_none()) {
-    if (optional) return py::array();
+    if (optional) return absent();
     throw py::type_error(std::string(name) + ": expected an array, got None");
   }
   if (!py::isinstance<py::array>(obj))
@@ -74,31 +78,22 @@ inline py::array checked_array(const py::object& obj, const char* name, Kind kin
 
 template <typename T>
 const T* in_ptr(const py::array& a) {
-  return a ? static_cast<const T*>(a.data()) : nullptr;
+  return a.ptr() != nullptr ? static_cast<const T*>(a.data()) : nullptr;
 }
 
 template <typename T>
 T* out_ptr(py::array& a) {
-  return a ? static_cast<T*>(a.mutable_data()) : nullptr;
+  return a.ptr() != nullptr ? static_cast<T*>(a.mutable_data()) : nullptr;
 }
 
 inline void check_finite(const py::array& a, const char* name) {
-  if (!a) return;
+  if (a.ptr() == nullptr) return;
   const float* x = static_cast<const float*>(a.data());
   const auto n = a.size();
   for (py::ssize_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
       throw py::value_error(std::string(name) + ": must be finite, got " + std::to_string(x[i]) + " at index " +
                             std::to_string(i));
-}
-
-// Numpy array that owns a moved std::vector (no copy).
-template <typename T, typename Vec>
-py::array_t<T> vector_to_array(Vec&& v) {
-  auto* heap = new Vec(std::move(v));
-  py::capsule owner(heap, [](void* p) { delete static_cast<Vec*>(p); });
-  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)},
-                        reinterpret_cast<const T*>(heap->data()), owner);
 }
 
 }  // namespace hiper::bindings

@@ -6,4 +6,5 @@ namespace hiper::bindings {
 void register_layout(pybind11::module_& m);      // layout_bindings.cpp
 void register_hae_ops(pybind11::module_& m);     // hae_bindings.cpp
 void register_token_ops(pybind11::module_& m);   // token_bindings.cpp
+void register_factorize(pybind11::module_& m);   // factorize.cpp
 }  // namespace hiper::bindings

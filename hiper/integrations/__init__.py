@@ -1,0 +1,1 @@
+"""Drop-ins for trainers built like the authors' (verl / verl-agent batches)."""

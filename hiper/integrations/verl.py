@@ -1,0 +1,166 @@
+"""Drop-in HAE for verl / verl-agent style trainers.
+
+`compute_hae_advantage(data, config, action_mask, subgoal_mask, switch_mask)` has the
+signature and semantics of the authors' estimator (SPEC §4; `hiper_hae/core_hae.py` in
+their repository) and writes the same keys, but runs in the compiled core: no Python loop
+over trajectories, turns or tokens.
+
+Duplicate rows. The authors' trainer pads a batch to a multiple of its micro-batch size by
+duplicating random rows, which keeps their (traj_uid, turn_idx); their estimator then treats
+the copies as extra turns (rewards counted twice, a copied SWITCH turn forms a one-turn
+segment). This drop-in refuses such a batch with a ValueError naming `turn_idx`: pad *after*
+computing advantages (or give padded rows a fresh traj_uid and drop them from the loss).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hiper._arrays import BOOL, FLOAT32, INT64, to_numpy
+from hiper.config import HAEConfig
+from hiper.ops.hae import hae_turns, normalize_advantages, shape_rewards, subgoal_changed
+from hiper.ops.layout import build_layout, factorize
+from hiper.ops.tokens import hae_token_outputs, row_scan
+
+__all__ = ["HAEConfig", "compute_hae_advantage"]
+
+# Output keys as the authors' estimator writes them -> hae_token_outputs names.
+_OUTPUT_KEYS = {
+    "advantages": "advantages",
+    "advantages_low": "advantages_low",
+    "advantages_high": "advantages_high",
+    "advantages_term": "advantages_term",
+    "returns_low": "returns_low",
+    "returns_high": "returns_high",
+    "returns_term": "returns_term",
+    "hae_lo_mask": "lo_mask",
+    "hae_hi_mask": "hi_mask",
+    "hae_term_mask": "term_mask",
+}
+
+
+def _require(mapping: Any, key: str, where: str):
+    if key not in mapping:
+        raise KeyError(f"data.{where}[{key!r}] is required by compute_hae_advantage")
+    return mapping[key]
+
+
+def _gather(values: Any, pos: Any, name: str):
+    """values[i, pos[i]] as float32 (N,), reading one element per row."""
+    import torch
+
+    if not isinstance(values, torch.Tensor):
+        values = torch.as_tensor(np.asarray(values))
+    if values.dim() != 2 or values.shape[0] != pos.shape[0]:
+        raise ValueError(f"{name}: expected shape ({pos.shape[0]}, L), got {tuple(values.shape)}")
+    return values.detach().cpu().gather(1, pos.view(-1, 1)).view(-1).float()
+
+
+def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None, subgoal_mask: Any = None,
+                          switch_mask: Any = None) -> Any:
+    """Hierarchical advantages for a verl-style batch, written into `data.batch`.
+
+    Args:
+        data: object with `.batch` (mapping of torch tensors, all (N, L): `responses`,
+            `response_mask`, the value heads' outputs under config.value_key_low/high/term
+            (term optional) and `value_mask_low`, `value_mask_high`, optional
+            `value_mask_term`) and `.non_tensor_batch` (mapping of length-N numpy arrays:
+            `traj_uid` (any hashable), `turn_idx`, `dones`, `switch` (True = SWITCH),
+            `rewards`, optional `is_action_valid`).
+        config: HAEConfig.
+        action_mask, subgoal_mask, switch_mask: (N, L) bool token spans of the three blocks
+            (None: action = the whole response, subgoal / switch empty).
+    Writes (N, L): advantages, advantages_low/high/term, returns_low/high/term (float32),
+    hae_lo_mask, hae_hi_mask, hae_term_mask (bool). Returns `data`.
+
+    Tensors on a GPU are processed on the host and the outputs moved back to their device.
+    """
+    import torch
+
+    if not isinstance(config, HAEConfig):
+        raise TypeError(f"config: expected hiper.HAEConfig, got {type(config).__name__}")
+    batch, meta = data.batch, data.non_tensor_batch
+    response_mask_t = _require(batch, "response_mask", "batch")
+    device = response_mask_t.device
+    host = torch.device("cpu")
+
+    def host_mask(x, name):
+        if x is None:
+            return None
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        return x.to(host)
+
+    response_mask = host_mask(response_mask_t, "response_mask")
+    if response_mask.dim() != 2:
+        raise ValueError(f"response_mask: expected (N, L), got shape {tuple(response_mask.shape)}")
+    n, length = response_mask.shape
+    action_mask, subgoal_mask, switch_mask = (host_mask(m, name) for m, name in (
+        (action_mask, "action_mask"), (subgoal_mask, "subgoal_mask"), (switch_mask, "switch_mask")))
+
+    def per_turn(key, dtype, optional=False):
+        if optional and key not in meta:
+            return None
+        arr = to_numpy(np.asarray(_require(meta, key, "non_tensor_batch")), key, dtype, ndim=1)
+        if arr.shape[0] != n:
+            raise ValueError(f"non_tensor_batch[{key!r}]: expected {n} rows like response_mask, got {arr.shape[0]}")
+        return arr
+
+    traj_uid = _require(meta, "traj_uid", "non_tensor_batch")
+    if len(traj_uid) != n:
+        raise ValueError(f"non_tensor_batch['traj_uid']: expected {n} rows like response_mask, got {len(traj_uid)}")
+    traj = factorize(np.asarray(traj_uid))
+    turn = per_turn("turn_idx", INT64)
+    dones = per_turn("dones", BOOL)
+    switch = per_turn("switch", BOOL)
+    rewards = per_turn("rewards", FLOAT32)
+    valid = per_turn("is_action_valid", FLOAT32, optional=True) if config.invalid_action_penalty_coef != 0.0 else None
+
+    has_high = config.value_key_high in batch
+    has_term = config.value_key_term in batch and "value_mask_term" in batch
+    vmask_low = host_mask(_require(batch, "value_mask_low", "batch"), "value_mask_low")
+    vmask_high = host_mask(batch["value_mask_high"], "value_mask_high") if "value_mask_high" in batch else None
+    if has_high and vmask_high is None:
+        raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
+    vmask_term = host_mask(batch["value_mask_term"], "value_mask_term") if has_term else None
+
+    rows = row_scan(response_mask, action_mask, subgoal_mask, switch_mask, vmask_low, vmask_high, vmask_term)
+    v_low = _gather(_require(batch, config.value_key_low, "batch"), rows.pos_low, config.value_key_low)
+    v_high = _gather(batch[config.value_key_high], rows.pos_high, config.value_key_high) if has_high else v_low
+    v_term = _gather(batch[config.value_key_term], rows.pos_term, config.value_key_term) if has_term else None
+
+    layout = build_layout(traj, turn, switch)
+    changed = None
+    if config.keep_consistency_penalty != 0.0 and subgoal_mask is not None:
+        responses = host_mask(_require(batch, "responses", "batch"), "responses")
+        changed = subgoal_changed(layout, responses, subgoal_mask, response_mask,
+                                  requires_both=config.keep_consistency_requires_both)
+    shaped = shape_rewards(layout, rewards, is_new_subgoal=switch, is_action_valid=valid, subgoal_changed=changed,
+                           keep_penalty=config.keep_penalty, keep_penalty_mode=config.keep_penalty_mode,
+                           invalid_action_penalty_coef=config.invalid_action_penalty_coef,
+                           keep_consistency_penalty=config.keep_consistency_penalty)
+    turns = hae_turns(layout, torch.from_numpy(shaped), dones, v_low, v_high, v_term, gamma=config.gamma,
+                      lam_turn=config.lam_turn, lam_seg=config.lam_seg,
+                      bootstrap_truncated=config.bootstrap_truncated)
+
+    term_on_switch = config.assign_term_to_switch and has_term
+    if config.norm_adv:
+        # Statistics over the turns each advantage lands on (non-empty token span).
+        boundary = turns.is_boundary
+        credited_high = boundary & ((config.assign_high_to_subgoal & rows.has_subgoal)
+                                    | (config.assign_high_to_switch & rows.has_switch))
+        normalize_advantages(turns.adv_low, rows.has_action, out=turns.adv_low)
+        normalize_advantages(turns.adv_high, credited_high, out=turns.adv_high)
+        if has_term:
+            normalize_advantages(turns.adv_term, term_on_switch & rows.has_switch, out=turns.adv_term)
+
+    tokens = hae_token_outputs(
+        turns, response_mask, action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
+        value_mask_low=vmask_low, value_mask_high=vmask_high, value_mask_term=vmask_term,
+        assign_high_to_subgoal=config.assign_high_to_subgoal, assign_high_to_switch=config.assign_high_to_switch,
+        assign_term_to_switch=term_on_switch, outputs=tuple(_OUTPUT_KEYS.values()))
+    for key, name in _OUTPUT_KEYS.items():
+        value = getattr(tokens, name)
+        batch[key] = value if device == host else value.to(device)
+    return data

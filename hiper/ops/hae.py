@@ -1,0 +1,232 @@
+"""Per-turn Hierarchical Advantage Estimation: reward shaping, HAE recurrences and
+advantage normalisation (SPEC §4.1-§4.5, §4.7).
+
+Every function takes per-turn rows in any order (numpy arrays or CPU torch tensors; one
+row per trajectory turn) and returns results in the caller's framework, row-aligned with
+the input. float32 in and out; the recurrences accumulate in float64.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hiper import _C
+from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy, token_ids
+from hiper.config import HAEConfig
+from hiper.ops.layout import TrajectoryLayout, build_layout, factorize
+
+
+class HAETurnOutputs(NamedTuple):
+    """Per-turn HAE results, each (N,) float32 except is_boundary (bool).
+
+    adv_low / ret_low: turn-level advantage A^L and return target R^L on every turn.
+    adv_high / ret_high: segment-level A^H and R^H on segment-start rows, 0 elsewhere.
+    adv_term / ret_term: termination A^T and target G^T (0 without a termination head).
+    is_boundary: the row starts a segment.
+    """
+
+    adv_low: Any
+    ret_low: Any
+    adv_high: Any
+    ret_high: Any
+    adv_term: Any
+    ret_term: Any
+    is_boundary: Any
+
+
+def _check_rows(layout: TrajectoryLayout, arr: np.ndarray, name: str) -> None:
+    if arr.shape[0] != layout.num_rows:
+        raise ValueError(f"{name}: expected {layout.num_rows} rows like the layout, got {arr.shape[0]}")
+
+
+def shape_rewards(
+    layout: TrajectoryLayout,
+    rewards: Any,
+    *,
+    is_new_subgoal: Any = None,
+    is_action_valid: Any = None,
+    subgoal_changed: Any = None,
+    keep_penalty: float = 0.0,
+    keep_penalty_mode: str = "fixed",
+    invalid_action_penalty_coef: float = 0.0,
+    keep_consistency_penalty: float = 0.0,
+    out: Any = None,
+):
+    """Shaped per-turn rewards (SPEC §4.1), (N,) float32.
+
+    r = rewards + keep penalty on KEEP turns (is_new_subgoal False; "fixed": keep_penalty
+    each, "normalized": keep_penalty / T each in a T > 1 turn trajectory)
+    - invalid_action_penalty_coef * max(0, 1 - is_action_valid)
+    + keep_consistency_penalty on KEEP turns after the first whose `subgoal_changed` is set.
+
+    `is_action_valid` is a per-turn float (1 valid, 0 invalid) or bool; None means all
+    valid. `subgoal_changed` comes from `subgoal_changed()` or a span masker.
+    """
+    r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
+    _check_rows(layout, r, "rewards")
+    switch = optional_numpy(is_new_subgoal, "is_new_subgoal", BOOL, ndim=1)
+    valid = optional_numpy(is_action_valid, "is_action_valid", FLOAT32, ndim=1)
+    changed = optional_numpy(subgoal_changed, "subgoal_changed", BOOL, ndim=1)
+    alloc = Allocator(rewards)
+    if out is None:
+        result, view = alloc.empty(r.shape, FLOAT32)
+    else:
+        result, view = out, out_view(out, "out", r.shape, FLOAT32)
+    _C.shape_rewards(layout.core, r, switch, valid, changed, float(keep_penalty), keep_penalty_mode,
+                     float(invalid_action_penalty_coef), float(keep_consistency_penalty), view)
+    return result
+
+
+def hae_turns(
+    layout: TrajectoryLayout,
+    rewards: Any,
+    dones: Any,
+    v_low: Any,
+    v_high: Any,
+    v_term: Any = None,
+    *,
+    gamma: float = 1.0,
+    lam_turn: float = 1.0,
+    lam_seg: float = 0.95,
+    bootstrap_truncated: bool = False,
+) -> HAETurnOutputs:
+    """HAE recurrences on shaped per-turn rewards (SPEC §4.3-§4.5).
+
+    Args:
+        layout: from `build_layout` over the same rows.
+        rewards: (N,) float32 shaped rewards.
+        dones: (N,) bool; a trajectory whose last turn is not done is truncated.
+        v_low, v_high: (N,) float32 low-level V^L(s_t, o_t) and high-level V^H(s_t) values
+            (V^H is read on segment-start rows only).
+        v_term: (N,) float32 termination-head values, or None (no termination advantage).
+        gamma, lam_turn, lam_seg: discount and the two GAE lambdas.
+        bootstrap_truncated: bootstrap truncated episodes from V^L(last turn) (turn level)
+            and V^H(start of the last segment) (segment level and termination returns).
+    Returns:
+        HAETurnOutputs, row-aligned with the inputs. Non-finite rewards or values raise
+        ValueError naming the argument.
+    """
+    r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
+    _check_rows(layout, r, "rewards")
+    arrays = {}
+    for name, value in (("dones", dones), ("v_low", v_low), ("v_high", v_high), ("v_term", v_term)):
+        if value is None:
+            arrays[name] = None
+            continue
+        arrays[name] = to_numpy(value, name, BOOL if name == "dones" else FLOAT32, ndim=1)
+        _check_rows(layout, arrays[name], name)
+    alloc = Allocator(rewards)
+    outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]
+    _C.hae(layout.core, r, arrays["dones"], arrays["v_low"], arrays["v_high"], arrays["v_term"],
+           float(gamma), float(lam_turn), float(lam_seg), bool(bootstrap_truncated), *(view for _, view in outs))
+    return HAETurnOutputs(*(res for res, _ in outs), alloc.wrap(layout.is_boundary))
+
+
+def normalize_advantages(adv: Any, include: Any = None, *, eps: float = 1e-8, out: Any = None):
+    """(adv - mean) / (std + eps) on the rows where `include` is set (all rows when None);
+    mean and population std over those rows, each turn counted once (SPEC §4.7). Other rows
+    are returned unchanged, as is everything when no row is included. (N,) float32."""
+    x = to_numpy(adv, "adv", FLOAT32, ndim=1)
+    inc = optional_numpy(include, "include", BOOL, ndim=1)
+    if inc is not None and inc.shape != x.shape:
+        raise ValueError(f"include: expected {x.shape[0]} rows like adv, got {inc.shape[0]}")
+    if out is None:
+        result, view = Allocator(adv).empty(x.shape, FLOAT32)
+    else:
+        result, view = out, out_view(out, "out", x.shape, FLOAT32)
+    count, mean, std = _C.masked_moments(x, inc)
+    if count == 0:
+        np.copyto(view, x)
+    else:
+        _C.normalize(x, inc, mean, std, float(eps), view)
+    return result
+
+
+def subgoal_changed(
+    layout: TrajectoryLayout, responses: Any, subgoal_mask: Any, response_mask: Any, *, requires_both: bool = True
+):
+    """Per-turn flag for the keep-consistency penalty: the token ids under
+    (subgoal_mask & response_mask) differ from those of the trajectory's previous turn.
+
+    With requires_both, turns where either sequence is empty are not flagged; without it,
+    an empty current subgoal always counts as changed (the authors' rule). Turn 0 is never
+    flagged. responses: (N, L) int64 or int32; masks: (N, L) bool. Returns (N,) bool.
+    """
+    tok = token_ids(responses, "responses")
+    _check_rows(layout, tok, "responses")
+    sub = to_numpy(subgoal_mask, "subgoal_mask", BOOL, ndim=2)
+    resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
+    for name, arr in (("subgoal_mask", sub), ("response_mask", resp)):
+        if arr.shape != tok.shape:
+            raise ValueError(f"{name}: expected shape {tuple(tok.shape)} like responses, got {tuple(arr.shape)}")
+    alloc = Allocator(responses)
+    result, view = alloc.empty((tok.shape[0],), BOOL)
+    _C.subgoal_changed(layout.core, tok, sub, resp, bool(requires_both), view)
+    return result
+
+
+
+def hae(
+    traj_ids: Any,
+    turn_idx: Any,
+    rewards: Any,
+    dones: Any,
+    v_low: Any,
+    v_high: Any,
+    v_term: Any = None,
+    *,
+    is_new_subgoal: Any = None,
+    is_action_valid: Any = None,
+    subgoal_changed: Any = None,
+    config: HAEConfig | None = None,
+    credited_low: Any = None,
+    credited_high: Any = None,
+    credited_term: Any = None,
+) -> HAETurnOutputs:
+    """Per-turn HAE in one call: layout, reward shaping, recurrences and (if
+    config.norm_adv) normalisation.
+
+    Args:
+        traj_ids: (N,) trajectory ids: integers, or any hashables (factorised).
+        turn_idx: (N,) int turn index within the trajectory (>= 0, unique per trajectory).
+        rewards: (N,) float environment reward of each turn.
+        dones: (N,) bool.
+        v_low, v_high, v_term: (N,) float values of the low, high and termination heads
+            (v_term None: two-head critic, no termination advantage).
+        is_new_subgoal: (N,) bool SWITCH flags (None: every turn KEEP).
+        is_action_valid: (N,) float or bool format-validity (for the invalid-action penalty).
+        subgoal_changed: (N,) bool (for the keep-consistency penalty).
+        config: HAEConfig (defaults when None).
+        credited_low / credited_high / credited_term: (N,) bool, the turns each advantage
+            lands on, over which normalisation statistics are taken (defaults: every turn /
+            segment starts / every turn). With token masks, the drop-in passes the turns
+            whose span is non-empty, as the authors do.
+    Returns:
+        HAETurnOutputs; advantages normalised when config.norm_adv, returns never.
+    """
+    cfg = config if config is not None else HAEConfig()
+    layout = build_layout(factorize_ids(traj_ids), turn_idx, is_new_subgoal)
+    shaped = shape_rewards(
+        layout, rewards, is_new_subgoal=is_new_subgoal, is_action_valid=is_action_valid,
+        subgoal_changed=subgoal_changed, keep_penalty=cfg.keep_penalty, keep_penalty_mode=cfg.keep_penalty_mode,
+        invalid_action_penalty_coef=cfg.invalid_action_penalty_coef,
+        keep_consistency_penalty=cfg.keep_consistency_penalty)
+    out = hae_turns(layout, shaped, dones, v_low, v_high, v_term, gamma=cfg.gamma, lam_turn=cfg.lam_turn,
+                    lam_seg=cfg.lam_seg, bootstrap_truncated=cfg.bootstrap_truncated)
+    if not cfg.norm_adv:
+        return out
+    high_rows = layout.is_boundary if credited_high is None else credited_high
+    adv_low = normalize_advantages(out.adv_low, credited_low, out=out.adv_low)
+    adv_high = normalize_advantages(out.adv_high, high_rows, out=out.adv_high)
+    adv_term = out.adv_term if v_term is None else normalize_advantages(out.adv_term, credited_term, out=out.adv_term)
+    return out._replace(adv_low=adv_low, adv_high=adv_high, adv_term=adv_term)
+
+
+def factorize_ids(traj_ids: Any):
+    """Integer ids pass through; anything else (strings, objects) is factorised."""
+    if isinstance(traj_ids, np.ndarray) and traj_ids.dtype.kind in "iu":
+        return traj_ids
+    if hasattr(traj_ids, "dtype") and not isinstance(traj_ids, np.ndarray):  # a tensor
+        return traj_ids
+    return factorize(traj_ids)

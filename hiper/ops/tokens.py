@@ -1,0 +1,151 @@
+"""Token-level ops: per-row summaries of span masks and the broadcast of per-turn HAE
+results onto response tokens (SPEC §4.2, §4.6, §4.8).
+
+(N, L) masks are bool (or uint8) and shared with the core without copies; the float
+outputs are float32. All work is one pass over each row in C++.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+from hiper import _C
+from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy
+
+FLOAT_OUTPUTS = ("advantages", "advantages_low", "advantages_high", "advantages_term",
+                 "returns_low", "returns_high", "returns_term")
+MASK_OUTPUTS = ("lo_mask", "hi_mask", "term_mask", "loss_mask")
+
+
+class RowSummary(NamedTuple):
+    """Per-row facts read off (N, L) masks, each (N,).
+
+    response_length: valid response tokens (int64).
+    has_action / has_subgoal / has_switch: the span (ANDed with the response mask) is non-empty.
+    pos_low / pos_high / pos_term: where each value head is read: the first position of
+        (value_mask & response_mask), else the last valid token max(length - 1, 0).
+    """
+
+    response_length: Any
+    has_action: Any
+    has_subgoal: Any
+    has_switch: Any
+    pos_low: Any
+    pos_high: Any
+    pos_term: Any
+
+
+def _masks(response_mask: Any, named: Mapping[str, Any]):
+    resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
+    out = {}
+    for name, mask in named.items():
+        arr = optional_numpy(mask, name, BOOL, ndim=2)
+        if arr is not None and arr.shape != resp.shape:
+            raise ValueError(f"{name}: expected shape {tuple(resp.shape)} like response_mask, got {tuple(arr.shape)}")
+        out[name] = arr
+    return resp, out
+
+
+def row_scan(
+    response_mask: Any,
+    action_mask: Any = None,
+    subgoal_mask: Any = None,
+    switch_mask: Any = None,
+    value_mask_low: Any = None,
+    value_mask_high: Any = None,
+    value_mask_term: Any = None,
+) -> RowSummary:
+    """Summarise (N, L) masks per row (see RowSummary). action_mask None means the whole
+    response is the action span."""
+    resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
+                                         switch_mask=switch_mask, value_mask_low=value_mask_low,
+                                         value_mask_high=value_mask_high, value_mask_term=value_mask_term))
+    raw = _C.row_scan(resp, m["action_mask"], m["subgoal_mask"], m["switch_mask"], m["value_mask_low"],
+                      m["value_mask_high"], m["value_mask_term"])
+    alloc = Allocator(response_mask)
+    return RowSummary(*(alloc.wrap(raw[name]) for name in RowSummary._fields))
+
+
+class HAETokenOutputs(NamedTuple):
+    """(N, L) token-level HAE outputs. Float ones are float32, masks bool.
+
+    advantages = advantages_low + advantages_high + advantages_term.
+    returns_*: the per-turn return targets at the value_mask_* positions, 0 elsewhere.
+    lo_mask / hi_mask / term_mask: where each advantage lands; loss_mask their union.
+    Outputs not requested are None.
+    """
+
+    advantages: Any = None
+    advantages_low: Any = None
+    advantages_high: Any = None
+    advantages_term: Any = None
+    returns_low: Any = None
+    returns_high: Any = None
+    returns_term: Any = None
+    lo_mask: Any = None
+    hi_mask: Any = None
+    term_mask: Any = None
+    loss_mask: Any = None
+
+
+def hae_token_outputs(
+    turns: Any,
+    response_mask: Any,
+    *,
+    action_mask: Any = None,
+    subgoal_mask: Any = None,
+    switch_mask: Any = None,
+    value_mask_low: Any = None,
+    value_mask_high: Any = None,
+    value_mask_term: Any = None,
+    assign_high_to_subgoal: bool = True,
+    assign_high_to_switch: bool = False,
+    assign_term_to_switch: bool = True,
+    outputs: tuple[str, ...] = FLOAT_OUTPUTS + MASK_OUTPUTS,
+    out: Mapping[str, Any] | None = None,
+) -> HAETokenOutputs:
+    """Broadcast per-turn HAE results onto response tokens (SPEC §4.6).
+
+    Args:
+        turns: HAETurnOutputs (or anything with adv_low, adv_high, adv_term, ret_low,
+            ret_high, ret_term and is_boundary, each (N,)).
+        response_mask: (N, L) bool, valid response tokens. Every mask is ANDed with it.
+        action_mask: (N, L) bool span of the action block (None: the whole response).
+        subgoal_mask, switch_mask: (N, L) bool spans (None: empty).
+        value_mask_low/high/term: (N, L) bool positions that receive the returns (None: none).
+        assign_high_to_subgoal / assign_high_to_switch: put A^H on the subgoal / switch
+            tokens of segment-start turns. assign_term_to_switch: put A^T on switch tokens.
+        outputs: names of the outputs to produce (default: all).
+        out: optional mapping name -> preallocated (N, L) tensor/array (float32 or bool)
+            reused instead of allocating; names in `out` are produced even if not in `outputs`.
+    Returns:
+        HAETokenOutputs with the requested fields set.
+    """
+    resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
+                                         switch_mask=switch_mask, value_mask_low=value_mask_low,
+                                         value_mask_high=value_mask_high, value_mask_term=value_mask_term))
+    n = resp.shape[0]
+    per_turn = {}
+    for name in ("adv_low", "adv_high", "adv_term", "ret_low", "ret_high", "ret_term", "is_boundary"):
+        arr = to_numpy(getattr(turns, name), f"turns.{name}", BOOL if name == "is_boundary" else FLOAT32, ndim=1)
+        if arr.shape[0] != n:
+            raise ValueError(f"turns.{name}: expected {n} rows like response_mask, got {arr.shape[0]}")
+        per_turn[name] = arr
+    out = dict(out or {})
+    unknown = set(outputs) | set(out)
+    unknown -= set(FLOAT_OUTPUTS + MASK_OUTPUTS)
+    if unknown:
+        raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {FLOAT_OUTPUTS + MASK_OUTPUTS}")
+    alloc = Allocator(response_mask)
+    results, views = {}, {}
+    for name in FLOAT_OUTPUTS + MASK_OUTPUTS:
+        dtype = FLOAT32 if name in FLOAT_OUTPUTS else BOOL
+        if name in out:
+            results[name], views[name] = out[name], out_view(out[name], f"out[{name!r}]", resp.shape, dtype)
+        elif name in outputs:
+            results[name], views[name] = alloc.empty(resp.shape, dtype)
+    _C.token_outputs(
+        resp, m["action_mask"], m["subgoal_mask"], m["switch_mask"], m["value_mask_low"], m["value_mask_high"],
+        m["value_mask_term"], per_turn["is_boundary"], per_turn["adv_low"], per_turn["adv_high"],
+        per_turn["adv_term"], per_turn["ret_low"], per_turn["ret_high"], per_turn["ret_term"],
+        bool(assign_high_to_subgoal), bool(assign_high_to_switch), bool(assign_term_to_switch), **views)
+    return HAETokenOutputs(**results)
