@@ -120,7 +120,7 @@ def hae_turns(
     outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]
     _C.hae(layout.core, r, arrays["dones"], arrays["v_low"], arrays["v_high"], arrays["v_term"],
            float(gamma), float(lam_turn), float(lam_seg), bool(bootstrap_truncated), *(view for _, view in outs))
-    return HAETurnOutputs(*(res for res, _ in outs), alloc.wrap(layout.is_boundary))
+    return HAETurnOutputs(*(res for res, _ in outs), alloc.wrap(layout.is_boundary.copy()))
 
 
 def normalize_advantages(adv: Any, include: Any = None, *, eps: float = 1e-8, out: Any = None):
