@@ -11,6 +11,7 @@ py::dict row_scan_py(const py::object& response_mask, const py::object& action_m
                      const py::object& value_mask_high, const py::object& value_mask_term) {
   py::array resp = checked_array(response_mask, "response_mask", Kind::kFlag, {-1, -1});
   const auto n = resp.shape(0), L = resp.shape(1);
+  if (L >= (py::ssize_t{1} << 31)) throw py::value_error("response_mask: rows longer than 2^31 - 1 tokens");
   py::array act = checked_array(action_mask, "action_mask", Kind::kFlag, {n, L}, true);
   py::array sub = checked_array(subgoal_mask, "subgoal_mask", Kind::kFlag, {n, L}, true);
   py::array sw = checked_array(switch_mask, "switch_mask", Kind::kFlag, {n, L}, true);

@@ -13,7 +13,7 @@ computing advantages (or give padded rows a fresh traj_uid and drop them from th
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -40,6 +40,12 @@ _OUTPUT_KEYS = {
 }
 
 
+def _known_key(key: str) -> bool:
+    if key not in _OUTPUT_KEYS:
+        raise ValueError(f"out: unknown key {key!r}; expected one of {sorted(_OUTPUT_KEYS)}")
+    return True
+
+
 def _require(mapping: Any, key: str, where: str):
     if key not in mapping:
         raise KeyError(f"data.{where}[{key!r}] is required by compute_hae_advantage")
@@ -58,7 +64,7 @@ def _gather(values: Any, pos: Any, name: str):
 
 
 def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None, subgoal_mask: Any = None,
-                          switch_mask: Any = None) -> Any:
+                          switch_mask: Any = None, *, out: Mapping[str, Any] | None = None) -> Any:
     """Hierarchical advantages for a verl-style batch, written into `data.batch`.
 
     Args:
@@ -71,6 +77,9 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         config: HAEConfig.
         action_mask, subgoal_mask, switch_mask: (N, L) bool token spans of the three blocks
             (None: action = the whole response, subgoal / switch empty).
+        out: optional mapping from output key to a preallocated (N, L) CPU tensor (float32,
+            or bool for the hae_*_mask keys), written in place and stored under that key:
+            a trainer that keeps its buffers across steps pays no allocation.
     Writes (N, L): advantages, advantages_low/high/term, returns_low/high/term (float32),
     hae_lo_mask, hae_hi_mask, hae_term_mask (bool). Returns `data`.
 
@@ -159,7 +168,8 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         turns, response_mask, action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
         value_mask_low=vmask_low, value_mask_high=vmask_high, value_mask_term=vmask_term,
         assign_high_to_subgoal=config.assign_high_to_subgoal, assign_high_to_switch=config.assign_high_to_switch,
-        assign_term_to_switch=term_on_switch, outputs=tuple(_OUTPUT_KEYS.values()))
+        assign_term_to_switch=term_on_switch, outputs=tuple(_OUTPUT_KEYS.values()),
+        out={_OUTPUT_KEYS[key]: buf for key, buf in (out or {}).items() if _known_key(key)})
     for key, name in _OUTPUT_KEYS.items():
         value = getattr(tokens, name)
         batch[key] = value if device == host else value.to(device)

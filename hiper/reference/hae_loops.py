@@ -134,8 +134,8 @@ def subgoal_changed(traj_ids, turn_idx, responses, subgoal_mask, response_mask, 
     for rows in group_trajectories(traj_ids, turn_idx).values():
         for pos in range(1, len(rows)):
             cur, prev = rows[pos], rows[pos - 1]
-            cur_ids = [int(t) for t, m, v in zip(responses[cur], subgoal_mask[cur], response_mask[cur]) if m and v]
-            prev_ids = [int(t) for t, m, v in zip(responses[prev], subgoal_mask[prev], response_mask[prev]) if m and v]
+            cur_ids = responses[cur][subgoal_mask[cur] & response_mask[cur]].tolist()
+            prev_ids = responses[prev][subgoal_mask[prev] & response_mask[prev]].tolist()
             if requires_both and (not cur_ids or not prev_ids):
                 continue
             changed[cur] = not cur_ids or cur_ids != prev_ids
@@ -147,8 +147,8 @@ def value_positions(value_mask, response_mask) -> np.ndarray:
     valid token (count - 1, at least 0)."""
     pos = np.zeros(len(response_mask), dtype=np.int64)
     for i in range(len(response_mask)):
-        hits = [j for j in range(len(response_mask[i])) if value_mask[i][j] and response_mask[i][j]]
-        pos[i] = hits[0] if hits else max(int(sum(bool(v) for v in response_mask[i])) - 1, 0)
+        hits = np.flatnonzero(value_mask[i] & response_mask[i])
+        pos[i] = hits[0] if len(hits) else max(int(response_mask[i].sum()) - 1, 0)
     return pos
 
 

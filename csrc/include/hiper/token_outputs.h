@@ -9,7 +9,7 @@
 //   returns_{low,high,term}    = R_{low,high,term}(i) where value_mask_{low,high,term} holds
 //   loss_mask = lo || hi || term
 //
-// Each output pointer may be null (not written). One pass per row writes every output.
+// Each output pointer may be null (not written). Each row is written in one visit.
 #pragma once
 
 #include "hiper/common.h"
@@ -52,40 +52,102 @@ struct TokenOutputParams {
   flag_t* loss_mask = nullptr;
 };
 
-HIPER_HOST_DEVICE bool flag_at(const flag_t* mask, index_t k) { return mask != nullptr && mask[k] != 0; }
+// One row's inputs, with absent masks replaced by a row of zeros (or, for the action span,
+// by the response mask) so the per-token code below has no null checks.
+struct TokenRow {
+  const flag_t* resp;
+  const flag_t* act;
+  const flag_t* sub;
+  const flag_t* sw;
+  const flag_t* vml;
+  const flag_t* vmh;
+  const flag_t* vmt;
+  int hi_sub, hi_sw, te_sw;  // 0/1
+};
 
-// Writes positions [j_begin, j_end) of row i. The CPU launcher calls it for whole rows;
-// a GPU launcher can split a row over threads.
-HIPER_HOST_DEVICE void token_outputs_row(const TokenOutputParams& p, index_t i, index_t j_begin, index_t j_end) {
-  const bool boundary = p.is_boundary[i] != 0;
-  const float a_lo = p.adv_low[i], a_hi = p.adv_high[i], a_te = p.adv_term[i];
-  const float r_lo = p.ret_low[i], r_hi = p.ret_high[i], r_te = p.ret_term[i];
-  const bool hi_sub = boundary && p.high_on_subgoal;
-  const bool hi_sw = boundary && p.high_on_switch;
+HIPER_HOST_DEVICE TokenRow token_row(const TokenOutputParams& p, const flag_t* zero_row, index_t i) {
   const index_t base = i * p.length;
-  for (index_t j = j_begin; j < j_end; ++j) {
-    const index_t k = base + j;
-    const bool resp = p.response_mask[k] != 0;
-    const bool lo = resp && (p.action_mask == nullptr || p.action_mask[k] != 0);
-    const bool sub = resp && flag_at(p.subgoal_mask, k);
-    const bool sw = resp && flag_at(p.switch_mask, k);
-    const bool hi = (hi_sub && sub) || (hi_sw && sw);
-    const bool te = p.term_on_switch && sw;
-    // Multiplying by the mask (not selecting) mirrors the reference: NaN stays NaN.
-    const float v_lo = a_lo * static_cast<float>(lo);
-    const float v_hi = a_hi * static_cast<float>(hi);
-    const float v_te = a_te * static_cast<float>(te);
-    if (p.advantages) p.advantages[k] = v_lo + v_hi + v_te;
-    if (p.advantages_low) p.advantages_low[k] = v_lo;
-    if (p.advantages_high) p.advantages_high[k] = v_hi;
-    if (p.advantages_term) p.advantages_term[k] = v_te;
-    if (p.returns_low) p.returns_low[k] = r_lo * static_cast<float>(resp && flag_at(p.value_mask_low, k));
-    if (p.returns_high) p.returns_high[k] = r_hi * static_cast<float>(resp && flag_at(p.value_mask_high, k));
-    if (p.returns_term) p.returns_term[k] = r_te * static_cast<float>(resp && flag_at(p.value_mask_term, k));
-    if (p.lo_mask) p.lo_mask[k] = lo;
-    if (p.hi_mask) p.hi_mask[k] = hi;
-    if (p.term_mask) p.term_mask[k] = te;
-    if (p.loss_mask) p.loss_mask[k] = lo || hi || te;
+  const bool boundary = p.is_boundary[i] != 0;
+  TokenRow r;
+  r.resp = p.response_mask + base;
+  r.act = p.action_mask ? p.action_mask + base : r.resp;
+  r.sub = p.subgoal_mask ? p.subgoal_mask + base : zero_row;
+  r.sw = p.switch_mask ? p.switch_mask + base : zero_row;
+  r.vml = p.value_mask_low ? p.value_mask_low + base : zero_row;
+  r.vmh = p.value_mask_high ? p.value_mask_high + base : zero_row;
+  r.vmt = p.value_mask_term ? p.value_mask_term + base : zero_row;
+  r.hi_sub = boundary && p.high_on_subgoal;
+  r.hi_sw = boundary && p.high_on_switch;
+  r.te_sw = p.term_on_switch;
+  return r;
+}
+
+// Per-token span flags. Bitwise (not short-circuit) operators keep the loops branch-free,
+// so the compiler vectorises them.
+// Flags are 0/1 integers rather than bool: gcc does not vectorise bool-to-float conversions.
+HIPER_HOST_DEVICE int on(const flag_t* m, index_t j) { return m[j] != 0; }
+HIPER_HOST_DEVICE int lo_at(const TokenRow& r, index_t j) { return on(r.resp, j) & on(r.act, j); }
+HIPER_HOST_DEVICE int hi_at(const TokenRow& r, index_t j) {
+  return on(r.resp, j) & ((on(r.sub, j) & r.hi_sub) | (on(r.sw, j) & r.hi_sw));
+}
+HIPER_HOST_DEVICE int te_at(const TokenRow& r, index_t j) { return on(r.resp, j) & on(r.sw, j) & r.te_sw; }
+
+// Writes positions [j0, j1) of row i: one short loop per requested output, each reading
+// the row's masks from L1. Multiplying by the flag (not selecting) matches the reference
+// arithmetic exactly, including signed zeros.
+HIPER_HOST_DEVICE void token_outputs_span(const TokenOutputParams& p, const flag_t* zero_row, index_t i, index_t j0,
+                                          index_t j1) {
+  const TokenRow r = token_row(p, zero_row, i);
+  const index_t base = i * p.length;
+  const float a_lo = p.adv_low[i], a_hi = p.adv_high[i], a_te = p.adv_term[i];
+  if (p.advantages) {
+    float* o = p.advantages + base;
+    for (index_t j = j0; j < j1; ++j)
+      o[j] = a_lo * static_cast<float>(lo_at(r, j)) + a_hi * static_cast<float>(hi_at(r, j)) +
+             a_te * static_cast<float>(te_at(r, j));
+  }
+  if (p.advantages_low) {
+    float* o = p.advantages_low + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = a_lo * static_cast<float>(lo_at(r, j));
+  }
+  if (p.advantages_high) {
+    float* o = p.advantages_high + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = a_hi * static_cast<float>(hi_at(r, j));
+  }
+  if (p.advantages_term) {
+    float* o = p.advantages_term + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = a_te * static_cast<float>(te_at(r, j));
+  }
+  if (p.returns_low) {
+    float* o = p.returns_low + base;
+    const float v = p.ret_low[i];
+    for (index_t j = j0; j < j1; ++j) o[j] = v * static_cast<float>(on(r.resp, j) & on(r.vml, j));
+  }
+  if (p.returns_high) {
+    float* o = p.returns_high + base;
+    const float v = p.ret_high[i];
+    for (index_t j = j0; j < j1; ++j) o[j] = v * static_cast<float>(on(r.resp, j) & on(r.vmh, j));
+  }
+  if (p.returns_term) {
+    float* o = p.returns_term + base;
+    const float v = p.ret_term[i];
+    for (index_t j = j0; j < j1; ++j) o[j] = v * static_cast<float>(on(r.resp, j) & on(r.vmt, j));
+  }
+  if (p.lo_mask) {
+    flag_t* o = p.lo_mask + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = lo_at(r, j);
+  }
+  if (p.hi_mask) {
+    flag_t* o = p.hi_mask + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = hi_at(r, j);
+  }
+  if (p.term_mask) {
+    flag_t* o = p.term_mask + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = te_at(r, j);
+  }
+  if (p.loss_mask) {
+    flag_t* o = p.loss_mask + base;
+    for (index_t j = j0; j < j1; ++j) o[j] = lo_at(r, j) | hi_at(r, j) | te_at(r, j);
   }
 }
 
