@@ -57,15 +57,9 @@ def per_turn_inputs(b):
 
 
 def core_per_turn(d):
-    lay = hiper.build_layout(d["traj"], d["turn"], d["switch"])
-    r = hiper.shape_rewards(lay, d["rewards"], is_new_subgoal=d["switch"], is_action_valid=d["valid"],
-                            subgoal_changed=d["changed"], keep_penalty=-0.3, keep_penalty_mode="normalized",
-                            invalid_action_penalty_coef=0.1, keep_consistency_penalty=-0.3)
-    t = hiper.hae_turns(lay, r, d["done"], d["v_low"], d["v_high"], d["v_term"], gamma=1.0, lam_turn=1.0,
-                        lam_seg=0.95, bootstrap_truncated=True)
-    for adv, inc in ((t.adv_low, None), (t.adv_high, t.is_boundary), (t.adv_term, None)):
-        hiper.normalize_advantages(adv, inc, out=adv)
-    return t
+    return hiper.hae(d["traj"], d["turn"], d["rewards"], d["done"], d["v_low"], d["v_high"], d["v_term"],
+                     is_new_subgoal=d["switch"], is_action_valid=d["valid"], subgoal_changed=d["changed"],
+                     config=CONFIG)
 
 
 def twin_per_turn(dt):

@@ -31,6 +31,9 @@ def to_numpy(x: Any, name: str, dtype: np.dtype, ndim: int | None = None) -> np.
     """A C-contiguous numpy array of `dtype` sharing memory with `x` whenever `x` already
     has that dtype and layout. Flags (`dtype` bool) accept bool and uint8 as they are and
     convert anything else with ``!= 0``."""
+    if (type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous
+            and (ndim is None or x.ndim == ndim)):
+        return x  # the common case, kept cheap: this runs for every argument of every op
     if is_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name}: expected a CPU tensor, got one on {x.device} (this build has no CUDA ops)")

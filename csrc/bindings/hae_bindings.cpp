@@ -16,10 +16,18 @@ void check_layout_rows(const Layout& layout, py::ssize_t n, const char* name) {
                           std::to_string(layout.order.size()));
 }
 
-void shape_rewards_py(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
-                      const py::object& is_action_valid, const py::object& subgoal_changed, double keep_penalty,
-                      const std::string& keep_penalty_mode, double invalid_action_penalty_coef,
-                      double keep_consistency_penalty, py::object out) {
+KeepPenaltyMode parse_keep_mode(const std::string& mode) {
+  if (mode == "fixed") return KeepPenaltyMode::kFixed;
+  if (mode == "normalized") return KeepPenaltyMode::kNormalized;
+  throw py::value_error("keep_penalty_mode: expected 'fixed' or 'normalized', got '" + mode + "'");
+}
+
+// Checked shaping parameters. Pointers refer to the caller's arrays, alive for the call.
+ShapingParams shaping_params(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
+                             const py::object& is_action_valid, const py::object& subgoal_changed,
+                             double keep_penalty, const std::string& keep_penalty_mode,
+                             double invalid_action_penalty_coef, double keep_consistency_penalty,
+                             const py::object& out) {
   py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {-1});
   const auto n = r.shape(0);
   check_layout_rows(layout, n, "rewards");
@@ -30,12 +38,7 @@ void shape_rewards_py(const Layout& layout, const py::object& rewards, const py:
   check_finite(r, "rewards");
   check_finite(valid, "is_action_valid");
   ShapingParams p;
-  if (keep_penalty_mode == "fixed")
-    p.keep_penalty_mode = KeepPenaltyMode::kFixed;
-  else if (keep_penalty_mode == "normalized")
-    p.keep_penalty_mode = KeepPenaltyMode::kNormalized;
-  else
-    throw py::value_error("keep_penalty_mode: expected 'fixed' or 'normalized', got '" + keep_penalty_mode + "'");
+  p.keep_penalty_mode = parse_keep_mode(keep_penalty_mode);
   p.layout = layout.view();
   p.rewards = in_ptr<float>(r);
   p.is_new_subgoal = in_ptr<flag_t>(sw);
@@ -45,17 +48,17 @@ void shape_rewards_py(const Layout& layout, const py::object& rewards, const py:
   p.invalid_action_penalty_coef = invalid_action_penalty_coef;
   p.keep_consistency_penalty = keep_consistency_penalty;
   p.shaped = out_ptr<float>(o);
-  py::gil_scoped_release release;
-  cpu::shape_rewards(p);
+  return p;
 }
 
-void hae_py(const Layout& layout, const py::object& rewards, const py::object& dones, const py::object& v_low,
-            const py::object& v_high, const py::object& v_term, double gamma, double lam_turn, double lam_seg,
-            bool bootstrap_truncated, py::object adv_low, py::object ret_low, py::object adv_high, py::object ret_high,
-            py::object adv_term, py::object ret_term) {
-  py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {-1});
-  const auto n = r.shape(0);
-  check_layout_rows(layout, n, "rewards");
+// Checked HAE parameters; `rewards` may be None when the pipeline fills it in.
+HAEParams hae_params(const Layout& layout, const py::object& rewards, const py::object& dones,
+                     const py::object& v_low, const py::object& v_high, const py::object& v_term, double gamma,
+                     double lam_turn, double lam_seg, bool bootstrap_truncated, const py::object& adv_low,
+                     const py::object& ret_low, const py::object& adv_high, const py::object& ret_high,
+                     const py::object& adv_term, const py::object& ret_term) {
+  const py::ssize_t n = static_cast<py::ssize_t>(layout.order.size());
+  py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {n}, true);
   py::array d = checked_array(dones, "dones", Kind::kFlag, {n});
   py::array vl = checked_array(v_low, "v_low", Kind::kFloat32, {n});
   py::array vh = checked_array(v_high, "v_high", Kind::kFloat32, {n});
@@ -72,6 +75,12 @@ void hae_py(const Layout& layout, const py::object& rewards, const py::object& d
   check_finite(vl, "v_low");
   check_finite(vh, "v_high");
   check_finite(vt, "v_term");
+  auto check_unit = [](double v, const char* name) {
+    if (!(v >= 0.0 && v <= 1.0)) throw py::value_error(std::string(name) + ": expected a number in [0, 1]");
+  };
+  check_unit(gamma, "gamma");
+  check_unit(lam_turn, "lam_turn");
+  check_unit(lam_seg, "lam_seg");
   HAEParams p;
   p.layout = layout.view();
   p.rewards = in_ptr<float>(r);
@@ -89,8 +98,63 @@ void hae_py(const Layout& layout, const py::object& rewards, const py::object& d
   p.ret_high = out_ptr<float>(outs[3]);
   p.adv_term = out_ptr<float>(outs[4]);
   p.ret_term = out_ptr<float>(outs[5]);
+  return p;
+}
+
+void shape_rewards_py(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
+                      const py::object& is_action_valid, const py::object& subgoal_changed, double keep_penalty,
+                      const std::string& keep_penalty_mode, double invalid_action_penalty_coef,
+                      double keep_consistency_penalty, const py::object& out) {
+  const ShapingParams p = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed,
+                                         keep_penalty, keep_penalty_mode, invalid_action_penalty_coef,
+                                         keep_consistency_penalty, out);
+  py::gil_scoped_release release;
+  cpu::shape_rewards(p);
+}
+
+void hae_py(const Layout& layout, const py::object& rewards, const py::object& dones, const py::object& v_low,
+            const py::object& v_high, const py::object& v_term, double gamma, double lam_turn, double lam_seg,
+            bool bootstrap_truncated, const py::object& adv_low, const py::object& ret_low,
+            const py::object& adv_high, const py::object& ret_high, const py::object& adv_term,
+            const py::object& ret_term) {
+  if (rewards.is_none()) throw py::type_error("rewards: expected an array, got None");
+  const HAEParams p = hae_params(layout, rewards, dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg,
+                                 bootstrap_truncated, adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
   py::gil_scoped_release release;
   cpu::hae(p);
+}
+
+py::tuple hae_pipeline_py(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
+                          const py::object& is_action_valid, const py::object& subgoal_changed, double keep_penalty,
+                          const std::string& keep_penalty_mode, double invalid_action_penalty_coef,
+                          double keep_consistency_penalty, const py::object& dones, const py::object& v_low,
+                          const py::object& v_high, const py::object& v_term, double gamma, double lam_turn,
+                          double lam_seg, bool bootstrap_truncated, bool normalize, const py::object& credited_low,
+                          const py::object& credited_high, const py::object& credited_term,
+                          const py::object& shaped, const py::object& adv_low, const py::object& ret_low,
+                          const py::object& adv_high, const py::object& ret_high, const py::object& adv_term,
+                          const py::object& ret_term) {
+  cpu::PipelineParams p;
+  p.shaping = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
+                             keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, shaped);
+  p.hae = hae_params(layout, py::none(), dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg,
+                     bootstrap_truncated, adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
+  const py::ssize_t n = static_cast<py::ssize_t>(layout.order.size());
+  py::array cl = checked_array(credited_low, "credited_low", Kind::kFlag, {n}, true);
+  py::array ch = checked_array(credited_high, "credited_high", Kind::kFlag, {n}, true);
+  py::array ct = checked_array(credited_term, "credited_term", Kind::kFlag, {n}, true);
+  p.normalize = normalize;
+  p.credited_low = in_ptr<flag_t>(cl);
+  p.credited_high = in_ptr<flag_t>(ch);
+  p.credited_term = in_ptr<flag_t>(ct);
+  p.is_boundary = layout.is_boundary.data();
+  cpu::PipelineStats stats;
+  {
+    py::gil_scoped_release release;
+    stats = cpu::hae_pipeline(p);
+  }
+  auto as_tuple = [](const Moments& m) { return py::make_tuple(m.count, m.mean, m.std); };
+  return py::make_tuple(as_tuple(stats.low), as_tuple(stats.high), as_tuple(stats.term));
 }
 
 template <typename token_t>
@@ -157,6 +221,12 @@ void register_hae_ops(py::module_& m) {
   m.def("hae", &hae_py, "layout"_a, "rewards"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a,
         "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a,
         "adv_term"_a, "ret_term"_a, "Per-turn HAE advantages and returns (SPEC 4.3-4.5) into the six (N,) outputs.");
+  m.def("hae_pipeline", &hae_pipeline_py, "layout"_a, "rewards"_a, "is_new_subgoal"_a, "is_action_valid"_a,
+        "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a, "invalid_action_penalty_coef"_a,
+        "keep_consistency_penalty"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a, "lam_turn"_a,
+        "lam_seg"_a, "bootstrap_truncated"_a, "normalize"_a, "credited_low"_a, "credited_high"_a, "credited_term"_a,
+        "shaped"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a, "adv_term"_a, "ret_term"_a,
+        "Shaping, HAE and (optionally) normalisation in one call. Returns ((count, mean, std) for low, high, term).");
   m.def("subgoal_changed", &subgoal_changed_py, "layout"_a, "responses"_a, "subgoal_mask"_a, "response_mask"_a,
         "requires_both"_a, "out"_a, "Per-turn flag: subgoal token ids differ from the previous turn's (SPEC 4.1.3).");
   m.def("masked_moments", &masked_moments_py, "x"_a, "include"_a,

@@ -24,3 +24,28 @@ Moments masked_moments(index_t n, const float* x, const flag_t* include);
 void normalize(index_t n, const float* x, const flag_t* include, const Moments& m, double eps, float* out);
 
 }  // namespace hiper::cpu
+
+namespace hiper::cpu {
+
+// The per-turn core in one call: reward shaping, HAE recurrences and (optionally)
+// normalisation of the three advantages over their credited turns.
+struct PipelineParams {
+  ShapingParams shaping;  // shaping.shaped: where the shaped rewards go (N,)
+  HAEParams hae;          // hae.rewards is set to shaping.shaped
+  bool normalize = false;
+  double eps = 1e-8;
+  // Turns each advantage lands on, for the statistics (null: every turn for low and term,
+  // segment starts for high).
+  const flag_t* credited_low = nullptr;
+  const flag_t* credited_high = nullptr;
+  const flag_t* credited_term = nullptr;
+  const flag_t* is_boundary = nullptr;  // the layout's, used when credited_high is null
+};
+
+struct PipelineStats {
+  Moments low, high, term;
+};
+
+PipelineStats hae_pipeline(PipelineParams p);
+
+}  // namespace hiper::cpu

@@ -19,7 +19,7 @@ import numpy as np
 
 from hiper._arrays import BOOL, FLOAT32, INT64, to_numpy
 from hiper.config import HAEConfig
-from hiper.ops.hae import hae_turns, normalize_advantages, shape_rewards, subgoal_changed
+from hiper.ops.hae import hae_core, subgoal_changed
 from hiper.ops.layout import build_layout, factorize
 from hiper.ops.tokens import hae_token_outputs, row_scan
 
@@ -145,24 +145,15 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         responses = host_mask(_require(batch, "responses", "batch"), "responses")
         changed = subgoal_changed(layout, responses, subgoal_mask, response_mask,
                                   requires_both=config.keep_consistency_requires_both)
-    shaped = shape_rewards(layout, rewards, is_new_subgoal=switch, is_action_valid=valid, subgoal_changed=changed,
-                           keep_penalty=config.keep_penalty, keep_penalty_mode=config.keep_penalty_mode,
-                           invalid_action_penalty_coef=config.invalid_action_penalty_coef,
-                           keep_consistency_penalty=config.keep_consistency_penalty)
-    turns = hae_turns(layout, torch.from_numpy(shaped), dones, v_low, v_high, v_term, gamma=config.gamma,
-                      lam_turn=config.lam_turn, lam_seg=config.lam_seg,
-                      bootstrap_truncated=config.bootstrap_truncated)
-
     term_on_switch = config.assign_term_to_switch and has_term
+    # Normalisation statistics run over the turns each advantage lands on (non-empty span).
+    credited_high = None
     if config.norm_adv:
-        # Statistics over the turns each advantage lands on (non-empty token span).
-        boundary = turns.is_boundary
-        credited_high = boundary & ((config.assign_high_to_subgoal & rows.has_subgoal)
-                                    | (config.assign_high_to_switch & rows.has_switch))
-        normalize_advantages(turns.adv_low, rows.has_action, out=turns.adv_low)
-        normalize_advantages(turns.adv_high, credited_high, out=turns.adv_high)
-        if has_term:
-            normalize_advantages(turns.adv_term, term_on_switch & rows.has_switch, out=turns.adv_term)
+        credited_high = ((config.assign_high_to_subgoal & rows.has_subgoal.numpy())
+                         | (config.assign_high_to_switch & rows.has_switch.numpy())) & layout.is_boundary
+    turns = hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=switch, is_action_valid=valid,
+                     subgoal_changed=changed, config=config, credited_low=rows.has_action,
+                     credited_high=credited_high, credited_term=rows.has_switch & term_on_switch)
 
     tokens = hae_token_outputs(
         turns, response_mask, action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,

@@ -167,6 +167,49 @@ def subgoal_changed(
 
 
 
+def hae_core(
+    layout: TrajectoryLayout,
+    rewards: Any,
+    dones: Any,
+    v_low: Any,
+    v_high: Any,
+    v_term: Any = None,
+    *,
+    is_new_subgoal: Any = None,
+    is_action_valid: Any = None,
+    subgoal_changed: Any = None,
+    config: HAEConfig | None = None,
+    credited_low: Any = None,
+    credited_high: Any = None,
+    credited_term: Any = None,
+) -> HAETurnOutputs:
+    """Reward shaping, HAE recurrences and (if config.norm_adv) normalisation over a
+    prebuilt layout, in one call into the core. Arguments as in `hae`."""
+    cfg = config if config is not None else HAEConfig()
+    r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
+    _check_rows(layout, r, "rewards")
+    arrays = {}
+    for name, value, dtype in (("is_new_subgoal", is_new_subgoal, BOOL), ("is_action_valid", is_action_valid, FLOAT32),
+                               ("subgoal_changed", subgoal_changed, BOOL), ("dones", dones, BOOL),
+                               ("v_low", v_low, FLOAT32), ("v_high", v_high, FLOAT32), ("v_term", v_term, FLOAT32),
+                               ("credited_low", credited_low, BOOL), ("credited_high", credited_high, BOOL),
+                               ("credited_term", credited_term, BOOL)):
+        arrays[name] = optional_numpy(value, name, dtype, ndim=1)
+        if arrays[name] is not None:
+            _check_rows(layout, arrays[name], name)
+    alloc = Allocator(rewards)
+    shaped = np.empty(r.shape, FLOAT32)
+    outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]
+    _C.hae_pipeline(
+        layout.core, r, arrays["is_new_subgoal"], arrays["is_action_valid"], arrays["subgoal_changed"],
+        float(cfg.keep_penalty), cfg.keep_penalty_mode, float(cfg.invalid_action_penalty_coef),
+        float(cfg.keep_consistency_penalty), arrays["dones"], arrays["v_low"], arrays["v_high"], arrays["v_term"],
+        float(cfg.gamma), float(cfg.lam_turn), float(cfg.lam_seg), bool(cfg.bootstrap_truncated),
+        bool(cfg.norm_adv), arrays["credited_low"], arrays["credited_high"], arrays["credited_term"], shaped,
+        *(view for _, view in outs))
+    return HAETurnOutputs(*(res for res, _ in outs), alloc.wrap(layout.is_boundary.copy()))
+
+
 def hae(
     traj_ids: Any,
     turn_idx: Any,
@@ -205,22 +248,10 @@ def hae(
     Returns:
         HAETurnOutputs; advantages normalised when config.norm_adv, returns never.
     """
-    cfg = config if config is not None else HAEConfig()
     layout = build_layout(factorize_ids(traj_ids), turn_idx, is_new_subgoal)
-    shaped = shape_rewards(
-        layout, rewards, is_new_subgoal=is_new_subgoal, is_action_valid=is_action_valid,
-        subgoal_changed=subgoal_changed, keep_penalty=cfg.keep_penalty, keep_penalty_mode=cfg.keep_penalty_mode,
-        invalid_action_penalty_coef=cfg.invalid_action_penalty_coef,
-        keep_consistency_penalty=cfg.keep_consistency_penalty)
-    out = hae_turns(layout, shaped, dones, v_low, v_high, v_term, gamma=cfg.gamma, lam_turn=cfg.lam_turn,
-                    lam_seg=cfg.lam_seg, bootstrap_truncated=cfg.bootstrap_truncated)
-    if not cfg.norm_adv:
-        return out
-    high_rows = layout.is_boundary if credited_high is None else credited_high
-    adv_low = normalize_advantages(out.adv_low, credited_low, out=out.adv_low)
-    adv_high = normalize_advantages(out.adv_high, high_rows, out=out.adv_high)
-    adv_term = out.adv_term if v_term is None else normalize_advantages(out.adv_term, credited_term, out=out.adv_term)
-    return out._replace(adv_low=adv_low, adv_high=adv_high, adv_term=adv_term)
+    return hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=is_new_subgoal,
+                    is_action_valid=is_action_valid, subgoal_changed=subgoal_changed, config=config,
+                    credited_low=credited_low, credited_high=credited_high, credited_term=credited_term)
 
 
 def factorize_ids(traj_ids: Any):

@@ -152,33 +152,31 @@ def normalize(adv: torch.Tensor, include: torch.Tensor, eps: float = 1e-8) -> to
     return torch.where(include, (adv - mean) / (std + eps), adv)
 
 
-def first_true(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(index of the first True per row, whether any) for an (N, L) bool mask."""
-    has = mask.any(dim=1)
-    return mask.to(torch.uint8).argmax(dim=1), has
-
-
-def pick_values(values: torch.Tensor, value_mask: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    pos, has = first_true(value_mask & response_mask)
-    last = (response_mask.sum(dim=1) - 1).clamp_min(0)
-    return values.gather(1, torch.where(has, pos, last).view(-1, 1)).view(-1)
+def pick_values(values: torch.Tensor, value_mask: torch.Tensor, response_mask: torch.Tensor,
+                response_length: torch.Tensor) -> torch.Tensor:
+    """values[i, first position of value_mask & response_mask], else at the last valid token."""
+    m = value_mask & response_mask
+    pos = torch.where(m.any(dim=1), m.to(torch.uint8).argmax(dim=1), (response_length - 1).clamp_min(0))
+    return values.gather(1, pos.view(-1, 1)).view(-1)
 
 
 def subgoal_changed(lay: TorchLayout, responses, subgoal_mask, response_mask, requires_both: bool) -> torch.Tensor:
     """Per-row flag: masked subgoal ids differ from the previous turn's (in row order)."""
     m = subgoal_mask & response_mask
     count = m.sum(dim=1)
-    # Compact each row's masked ids to the left (stable sort puts masked positions first).
-    idx = torch.sort((~m).to(torch.uint8), dim=1, stable=True).indices
-    packed = torch.where(torch.arange(m.shape[1]) < count[:, None], responses.gather(1, idx), -1)
-    cur = lay.order[1:]
-    prev = lay.order[:-1]
-    same_traj = ~lay.new_traj[1:]
+    width = int(count.max()) if count.numel() else 0
+    # Compact each row's masked ids to the left: the k-th masked token goes to column k;
+    # unmasked tokens go to a spill column that is dropped.
+    rank = torch.where(m, torch.cumsum(m, dim=1) - 1, width)
+    packed = torch.full((m.shape[0], width + 1), -1, dtype=responses.dtype)
+    packed.scatter_(1, rank, responses)
+    packed = packed[:, :width]
+    cur, prev = lay.order[1:], lay.order[:-1]
     differ = (count[cur] != count[prev]) | (packed[cur] != packed[prev]).any(dim=1) | (count[cur] == 0)
     if requires_both:
         differ &= (count[cur] > 0) & (count[prev] > 0)
     flag = torch.zeros(m.shape[0], dtype=torch.bool)
-    flag[cur] = differ & same_traj
+    flag[cur] = differ & ~lay.new_traj[1:]
     return flag
 
 
@@ -212,11 +210,14 @@ def compute_hae_advantage(batch: dict, non_tensor: dict, cfg: HAEConfig, action_
         changed = subgoal_changed(lay, batch["responses"], sub, resp, cfg.keep_consistency_requires_both)
     r = shape_rewards(lay, rewards, switch, valid, changed, cfg).float().double()
 
-    v_low = pick_values(batch[cfg.value_key_low], batch["value_mask_low"].bool(), resp)
+    length_of = resp.sum(dim=1)
+    v_low = pick_values(batch[cfg.value_key_low], batch["value_mask_low"].bool(), resp, length_of)
     has_high = cfg.value_key_high in batch
-    v_high = pick_values(batch[cfg.value_key_high], batch["value_mask_high"].bool(), resp) if has_high else v_low
+    v_high = (pick_values(batch[cfg.value_key_high], batch["value_mask_high"].bool(), resp, length_of)
+              if has_high else v_low)
     has_term = cfg.value_key_term in batch and "value_mask_term" in batch
-    v_term = pick_values(batch[cfg.value_key_term], batch["value_mask_term"].bool(), resp) if has_term else None
+    v_term = (pick_values(batch[cfg.value_key_term], batch["value_mask_term"].bool(), resp, length_of)
+              if has_term else None)
     t = hae_turns(lay, r, dones, v_low, v_high, v_term, cfg)
 
     boundary = t["is_boundary"][:, None]
@@ -228,18 +229,22 @@ def compute_hae_advantage(batch: dict, non_tensor: dict, cfg: HAEConfig, action_
     term = sw if (cfg.assign_term_to_switch and has_term) else torch.zeros_like(resp)
     adv_low, adv_high, adv_term = t["adv_low"].float(), t["adv_high"].float(), t["adv_term"].float()
     if cfg.norm_adv:
+        # Which turns each advantage lands on, from per-row span flags (one pass per mask).
+        has_sub, has_sw = sub.any(dim=1), sw.any(dim=1)
+        high_rows = t["is_boundary"] & ((cfg.assign_high_to_subgoal & has_sub) | (cfg.assign_high_to_switch & has_sw))
         adv_low = normalize(adv_low, act.any(dim=1))
-        adv_high = normalize(adv_high, hi.any(dim=1))
+        adv_high = normalize(adv_high, high_rows)
         if has_term:
-            adv_term = normalize(adv_term, term.any(dim=1))
+            adv_term = normalize(adv_term, has_sw & cfg.assign_term_to_switch)
 
     out = dict(out or {})
 
     def product(key, per_turn, mask):
+        """per_turn broadcast times the 0/1 mask (the fastest of mul, where and masked_fill here)."""
         dest = out.get(key)
         if dest is None:
-            return per_turn[:, None] * mask
-        return torch.mul(per_turn[:, None], mask, out=dest)
+            return mask.to(torch.float32).mul_(per_turn[:, None])
+        return torch.mul(mask, per_turn[:, None], out=dest)
 
     def vmask(key):
         return batch[key].bool() & resp if key in batch else torch.zeros_like(resp)

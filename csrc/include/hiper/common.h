@@ -5,6 +5,7 @@
 // HIPER_HOST_DEVICE) for the CUDA kernels. No Python, no torch.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -12,6 +13,9 @@
 #else
 #define HIPER_HOST_DEVICE inline
 #endif
+
+// Promise that pointer parameters do not alias; lets compilers vectorise multi-stream loops.
+#define HIPER_RESTRICT __restrict__
 
 namespace hiper {
 
@@ -21,5 +25,19 @@ using index_t = int64_t;
 // Boolean inputs arrive as one byte per element (numpy/torch bool or uint8); any
 // non-zero byte means true.
 using flag_t = uint8_t;
+
+// base^exponent for a non-negative integer exponent by repeated squaring: exact for base 1
+// (the usual gamma), within a few ulps otherwise, and much cheaper than std::pow. Used for
+// gamma^d instead of a running product along the trajectory.
+template <typename T>
+HIPER_HOST_DEVICE T ipow(T base, index_t exponent) {
+  T result = 1;
+  while (exponent > 0) {
+    if (exponent & 1) result *= base;
+    base *= base;
+    exponent >>= 1;
+  }
+  return result;
+}
 
 }  // namespace hiper

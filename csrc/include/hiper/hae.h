@@ -24,8 +24,6 @@
 // done flag of the segment's last turn alone.
 #pragma once
 
-#include <cmath>
-
 #include "hiper/common.h"
 #include "hiper/layout.h"
 
@@ -110,8 +108,7 @@ HIPER_HOST_DEVICE void hae_trajectory(const HAEParams& p, index_t traj) {
       p.ret_high[row] = 0.0f;
     }
 
-    // g^d from pow, not from a running product: exact for the usual g = 1 and stable for long segments.
-    const acc_t g_d = static_cast<acc_t>(std::pow(p.gamma, static_cast<double>(e - s + 1)));
+    const acc_t g_d = ipow<acc_t>(g, e - s + 1);
     const acc_t end_not_done = end_done ? 0 : 1;
     const acc_t v_start = static_cast<acc_t>(p.v_high[start_row]);
     const acc_t seg_adv =

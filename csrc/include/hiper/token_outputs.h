@@ -84,20 +84,88 @@ HIPER_HOST_DEVICE TokenRow token_row(const TokenOutputParams& p, const flag_t* z
 
 // Per-token span flags. Bitwise (not short-circuit) operators keep the loops branch-free,
 // so the compiler vectorises them.
-// Flags are 0/1 integers rather than bool: gcc does not vectorise bool-to-float conversions.
-HIPER_HOST_DEVICE int on(const flag_t* m, index_t j) { return m[j] != 0; }
+// A mask byte as 0/1 (any non-zero byte is set). Written as min(byte, 1), not `byte != 0`:
+// gcc turns the comparison into control flow in multi-stream loops and stops vectorising.
+HIPER_HOST_DEVICE int bit(flag_t x) { return x < 1 ? x : 1; }
+HIPER_HOST_DEVICE float unit(flag_t x) { return static_cast<float>(bit(x)); }
+HIPER_HOST_DEVICE int on(const flag_t* m, index_t j) { return bit(m[j]); }
 HIPER_HOST_DEVICE int lo_at(const TokenRow& r, index_t j) { return on(r.resp, j) & on(r.act, j); }
 HIPER_HOST_DEVICE int hi_at(const TokenRow& r, index_t j) {
   return on(r.resp, j) & ((on(r.sub, j) & r.hi_sub) | (on(r.sw, j) & r.hi_sw));
 }
 HIPER_HOST_DEVICE int te_at(const TokenRow& r, index_t j) { return on(r.resp, j) & on(r.sw, j) & r.te_sw; }
 
-// Writes positions [j0, j1) of row i: one short loop per requested output, each reading
-// the row's masks from L1. Multiplying by the flag (not selecting) matches the reference
-// arithmetic exactly, including signed zeros.
+// Writing positions [j0, j1) of row i. Multiplying by the flag (not selecting) matches the
+// reference arithmetic exactly, including signed zeros.
+// The drop-in's case, every output but the loss mask, in two fused loops. Row pointers are
+// passed as restrict-qualified parameters: gcc vectorises these loops only when it knows the
+// ten output streams do not alias (the bindings reject outputs overlapping inputs).
+HIPER_HOST_DEVICE bool writes_all_but_loss(const TokenOutputParams& p) {
+  return p.advantages && p.advantages_low && p.advantages_high && p.advantages_term && p.returns_low &&
+         p.returns_high && p.returns_term && p.lo_mask && p.hi_mask && p.term_mask;
+}
+
+HIPER_HOST_DEVICE void span_masks(const flag_t* HIPER_RESTRICT resp, const flag_t* HIPER_RESTRICT act,
+                                  const flag_t* HIPER_RESTRICT sub, const flag_t* HIPER_RESTRICT sw, int hi_sub,
+                                  int hi_sw, int te_sw, flag_t* HIPER_RESTRICT lo, flag_t* HIPER_RESTRICT hi,
+                                  flag_t* HIPER_RESTRICT te, index_t n) {
+  for (index_t j = 0; j < n; ++j) {
+    const int r = bit(resp[j]), w = bit(sw[j]);
+    lo[j] = static_cast<flag_t>(r & bit(act[j]));
+    hi[j] = static_cast<flag_t>(r & ((bit(sub[j]) & hi_sub) | (w & hi_sw)));
+    te[j] = static_cast<flag_t>(r & w & te_sw);
+  }
+}
+
+HIPER_HOST_DEVICE void span_values(const flag_t* HIPER_RESTRICT resp, const flag_t* HIPER_RESTRICT lo,
+                                   const flag_t* HIPER_RESTRICT hi, const flag_t* HIPER_RESTRICT te,
+                                   const flag_t* HIPER_RESTRICT vml, const flag_t* HIPER_RESTRICT vmh,
+                                   const flag_t* HIPER_RESTRICT vmt, float a_lo, float a_hi, float a_te, float r_lo,
+                                   float r_hi, float r_te, float* HIPER_RESTRICT adv, float* HIPER_RESTRICT adv_lo,
+                                   float* HIPER_RESTRICT adv_hi, float* HIPER_RESTRICT adv_te,
+                                   float* HIPER_RESTRICT ret_lo, float* HIPER_RESTRICT ret_hi,
+                                   float* HIPER_RESTRICT ret_te, index_t n) {
+  for (index_t j = 0; j < n; ++j) {
+    // 0/1 factors as floats: (resp * mask) is exactly the 0/1 flag.
+    const float r = unit(resp[j]);
+    const float v_lo = a_lo * unit(lo[j]);
+    const float v_hi = a_hi * unit(hi[j]);
+    const float v_te = a_te * unit(te[j]);
+    adv[j] = v_lo + v_hi + v_te;
+    adv_lo[j] = v_lo;
+    adv_hi[j] = v_hi;
+    adv_te[j] = v_te;
+    ret_lo[j] = r_lo * (r * unit(vml[j]));
+    ret_hi[j] = r_hi * (r * unit(vmh[j]));
+    ret_te[j] = r_te * (r * unit(vmt[j]));
+  }
+}
+
+HIPER_HOST_DEVICE void token_outputs_fused(const TokenOutputParams& p, const TokenRow& r, index_t i, index_t j0,
+                                           index_t j1) {
+  const index_t at = i * p.length + j0, n = j1 - j0;
+  flag_t* lo = p.lo_mask + at;
+  flag_t* hi = p.hi_mask + at;
+  flag_t* te = p.term_mask + at;
+  span_masks(r.resp + j0, r.act + j0, r.sub + j0, r.sw + j0, r.hi_sub, r.hi_sw, r.te_sw, lo, hi, te, n);
+  span_values(r.resp + j0, lo, hi, te, r.vml + j0, r.vmh + j0, r.vmt + j0, p.adv_low[i], p.adv_high[i],
+              p.adv_term[i], p.ret_low[i], p.ret_high[i], p.ret_term[i], p.advantages + at,
+              p.advantages_low + at, p.advantages_high + at, p.advantages_term + at, p.returns_low + at,
+              p.returns_high + at, p.returns_term + at, n);
+  if (p.loss_mask) {
+    flag_t* o = p.loss_mask + at;
+    for (index_t j = 0; j < n; ++j) o[j] = static_cast<flag_t>(lo[j] | hi[j] | te[j]);
+  }
+}
+
 HIPER_HOST_DEVICE void token_outputs_span(const TokenOutputParams& p, const flag_t* zero_row, index_t i, index_t j0,
                                           index_t j1) {
   const TokenRow r = token_row(p, zero_row, i);
+  if (writes_all_but_loss(p)) {
+    token_outputs_fused(p, r, i, j0, j1);
+    return;
+  }
+  // Any subset of outputs: one short loop per requested output.
   const index_t base = i * p.length;
   const float a_lo = p.adv_low[i], a_hi = p.adv_high[i], a_te = p.adv_term[i];
   if (p.advantages) {
