@@ -1,17 +1,17 @@
 // CPU launchers for reward shaping, HAE and the subgoal-consistency flags: one trajectory per
-// iteration. Work per trajectory is a short recurrence, so threads only pay on large batches.
+// iteration. A turn costs a few nanoseconds (a chain of dependent multiply-adds), so the
+// work estimate below counts ~32 units a turn: batches of a thousand turns and up use threads.
 #include "cpu/launchers.h"
 #include "cpu/parallel.h"
 
 namespace hiper::cpu {
 
 void shape_rewards(const ShapingParams& p) {
-  parallel_for(p.layout.num_trajs, p.layout.num_rows, [&](index_t t) { shape_trajectory<double>(p, t); });
+  parallel_for(p.layout.num_trajs, p.layout.num_rows * 32, [&](index_t t) { shape_trajectory<double>(p, t); });
 }
 
 void hae(const HAEParams& p) {
-  // ~30 flops a turn: stay serial below a few hundred thousand turns.
-  parallel_for(p.layout.num_trajs, p.layout.num_rows / 8, [&](index_t t) { hae_trajectory<double>(p, t); });
+  parallel_for(p.layout.num_trajs, p.layout.num_rows * 32, [&](index_t t) { hae_trajectory<double>(p, t); });
 }
 
 template <typename token_t>

@@ -1,7 +1,9 @@
 // Masked mean / population std over per-turn advantages, in double (two passes: the
 // one-pass sum-of-squares formula loses digits when the mean is large). Sums use four
 // interleaved accumulators in a fixed order: deterministic, and four times shorter
-// dependency chains than a single running sum (the compiler may not reorder float adds).
+// dependency chains than one running sum (the compiler may not reorder float adds).
+// Masks enter as 0/1 weights, never as branches: advantages are credited to an irregular
+// subset of turns, which would make branches unpredictable.
 #include <cmath>
 
 #include "cpu/launchers.h"
@@ -9,29 +11,39 @@
 namespace hiper::cpu {
 namespace {
 
-template <typename Term>
-double sum4(index_t n, Term term) {
+// sum_i w_i * f(x_i) with w_i = include[i] != 0 (or 1 without a mask).
+template <typename F>
+double weighted_sum(index_t n, const float* x, const flag_t* include, F f) {
   double acc[4] = {0.0, 0.0, 0.0, 0.0};
   index_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; ++k) acc[k] += term(i + k);
-  for (; i < n; ++i) acc[0] += term(i);
+  if (include == nullptr) {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; ++k) acc[k] += f(x[i + k]);
+    for (; i < n; ++i) acc[0] += f(x[i]);
+  } else {
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; ++k) acc[k] += static_cast<double>(bit(include[i + k])) * f(x[i + k]);
+    for (; i < n; ++i) acc[0] += static_cast<double>(bit(include[i])) * f(x[i]);
+  }
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
 }  // namespace
 
 Moments masked_moments(index_t n, const float* x, const flag_t* include) {
-  auto weight = [include](index_t i) { return include == nullptr || include[i] != 0 ? 1.0 : 0.0; };
   Moments m;
-  index_t count = 0;
-  for (index_t i = 0; i < n; ++i) count += include == nullptr || include[i] != 0;
+  index_t count = n;
+  if (include != nullptr) {
+    count = 0;
+    for (index_t i = 0; i < n; ++i) count += bit(include[i]);
+  }
   m.count = count;
   if (count == 0) return m;
-  m.mean = sum4(n, [&](index_t i) { return weight(i) * x[i]; }) / static_cast<double>(count);
-  const double sq = sum4(n, [&](index_t i) {
-    const double d = x[i] - m.mean;
-    return weight(i) * d * d;
+  m.mean = weighted_sum(n, x, include, [](float v) { return static_cast<double>(v); }) / static_cast<double>(count);
+  const double mean = m.mean;
+  const double sq = weighted_sum(n, x, include, [mean](float v) {
+    const double d = v - mean;
+    return d * d;
   });
   m.std = std::sqrt(sq / static_cast<double>(count));
   return m;
@@ -39,9 +51,16 @@ Moments masked_moments(index_t n, const float* x, const flag_t* include) {
 
 void normalize(index_t n, const float* x, const flag_t* include, const Moments& m, double eps, float* out) {
   const double inv_scale = 1.0 / (m.std + eps);
+  if (include == nullptr) {
+    for (index_t i = 0; i < n; ++i) out[i] = normalize_value(x[i], m.mean, inv_scale);
+    return;
+  }
   for (index_t i = 0; i < n; ++i) {
+    // Blend instead of select (no branch): w is exactly 0 or 1, so this returns z or x[i]
+    // (up to the sign of a zero).
+    const float w = static_cast<float>(bit(include[i]));
     const float z = normalize_value(x[i], m.mean, inv_scale);
-    out[i] = (include == nullptr || include[i] != 0) ? z : x[i];
+    out[i] = w * z + (1.0f - w) * x[i];
   }
 }
 

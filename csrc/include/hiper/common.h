@@ -26,6 +26,11 @@ using index_t = int64_t;
 // non-zero byte means true.
 using flag_t = uint8_t;
 
+// A flag byte as 0/1 (any non-zero byte is set). Written as min(byte, 1), not `byte != 0`:
+// gcc turns the comparison into a branch in many loops, which both stops vectorisation and
+// mispredicts on irregular masks.
+HIPER_HOST_DEVICE int bit(flag_t x) { return x < 1 ? x : 1; }
+
 // base^exponent for a non-negative integer exponent by repeated squaring: exact for base 1
 // (the usual gamma), within a few ulps otherwise, and much cheaper than std::pow. Used for
 // gamma^d instead of a running product along the trajectory.

@@ -84,9 +84,7 @@ HIPER_HOST_DEVICE TokenRow token_row(const TokenOutputParams& p, const flag_t* z
 
 // Per-token span flags. Bitwise (not short-circuit) operators keep the loops branch-free,
 // so the compiler vectorises them.
-// A mask byte as 0/1 (any non-zero byte is set). Written as min(byte, 1), not `byte != 0`:
-// gcc turns the comparison into control flow in multi-stream loops and stops vectorising.
-HIPER_HOST_DEVICE int bit(flag_t x) { return x < 1 ? x : 1; }
+// Mask bytes as 0/1 through bit() (common.h), which keeps these loops branch-free.
 HIPER_HOST_DEVICE float unit(flag_t x) { return static_cast<float>(bit(x)); }
 HIPER_HOST_DEVICE int on(const flag_t* m, index_t j) { return bit(m[j]); }
 HIPER_HOST_DEVICE int lo_at(const TokenRow& r, index_t j) { return on(r.resp, j) & on(r.act, j); }
