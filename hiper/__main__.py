@@ -1,0 +1,3 @@
+from hiper.cli import main
+
+raise SystemExit(main())
