@@ -149,3 +149,35 @@ def test_duplicate_rows_are_refused():
     meta["turn_idx"][same[1]] = meta["turn_idx"][same[0]]
     with pytest.raises(ValueError, match="turn_idx"):
         compute_hae_advantage(b, hiper.HAEConfig(), b.action_mask, b.subgoal_mask, b.switch_mask)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), num_traj=st.integers(1, 6), max_turns=st.integers(1, 8),
+       length=st.integers(1, 12), p_switch=st.floats(0, 1), norm=st.booleans(), boot=st.booleans(),
+       mode=st.sampled_from(["fixed", "normalized"]), requires_both=st.booleans(),
+       gamma=st.floats(0, 1), lam_turn=st.floats(0, 1), lam_seg=st.floats(0, 1))
+def test_dropin_property(seed, num_traj, max_turns, length, p_switch, norm, boot, mode, requires_both, gamma,
+                         lam_turn, lam_seg):
+    cfg = hiper.HAEConfig(gamma=gamma, lam_turn=lam_turn, lam_seg=lam_seg, norm_adv=norm, bootstrap_truncated=boot,
+                          keep_penalty=-0.5, keep_penalty_mode=mode, invalid_action_penalty_coef=0.1,
+                          keep_consistency_penalty=-0.3, keep_consistency_requires_both=requires_both)
+    b = make_batch(seed, num_traj=num_traj, max_turns=max_turns, length=length, p_switch=p_switch)
+    assert_outputs_match(b, run_both(b, cfg))
+
+
+def test_bfloat16_value_heads_are_gathered():
+    """Value heads in another dtype take the torch gather path and give the same result
+    as the same values in float32."""
+    cfg = hiper.HAEConfig(gamma=0.9, norm_adv=True)
+    b32, b16 = make_batch(12), make_batch(12)
+    for key in ("value_low", "value_high", "value_term"):
+        b16.batch[key] = b16.batch[key].to(torch.bfloat16)
+        b32.batch[key] = b16.batch[key].float()
+    compute_hae_advantage(b32, cfg, b32.action_mask, b32.subgoal_mask, b32.switch_mask)
+    compute_hae_advantage(b16, cfg, b16.action_mask, b16.subgoal_mask, b16.switch_mask)
+    for key in KEYS:
+        assert torch.equal(b32.batch[key], b16.batch[key]), key

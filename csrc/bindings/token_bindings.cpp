@@ -8,7 +8,8 @@ namespace {
 
 py::dict row_scan_py(const py::object& response_mask, const py::object& action_mask, const py::object& subgoal_mask,
                      const py::object& switch_mask, const py::object& value_mask_low,
-                     const py::object& value_mask_high, const py::object& value_mask_term) {
+                     const py::object& value_mask_high, const py::object& value_mask_term,
+                     const py::object& values_low, const py::object& values_high, const py::object& values_term) {
   py::array resp = checked_array(response_mask, "response_mask", Kind::kFlag, {-1, -1});
   const auto n = resp.shape(0), L = resp.shape(1);
   if (L >= (py::ssize_t{1} << 31)) throw py::value_error("response_mask: rows longer than 2^31 - 1 tokens");
@@ -18,7 +19,14 @@ py::dict row_scan_py(const py::object& response_mask, const py::object& action_m
   py::array vm[3] = {checked_array(value_mask_low, "value_mask_low", Kind::kFlag, {n, L}, true),
                      checked_array(value_mask_high, "value_mask_high", Kind::kFlag, {n, L}, true),
                      checked_array(value_mask_term, "value_mask_term", Kind::kFlag, {n, L}, true)};
+  py::array vals[3] = {checked_array(values_low, "values_low", Kind::kFloat32, {n, L}, true),
+                       checked_array(values_high, "values_high", Kind::kFloat32, {n, L}, true),
+                       checked_array(values_term, "values_term", Kind::kFloat32, {n, L}, true)};
+  for (int h = 0; h < 3; ++h)
+    if (vals[h].ptr() != nullptr && L == 0 && n > 0)
+      throw py::value_error("response_mask: responses of length 0 have no position to read a value at");
   py::array_t<int64_t> length(n), pos_low(n), pos_high(n), pos_term(n);
+  py::array_t<float> at_low(n), at_high(n), at_term(n);
   py::array_t<bool> has_action(n), has_subgoal(n), has_switch(n);
   RowScanParams p;
   p.num_rows = n;
@@ -32,9 +40,12 @@ py::dict row_scan_py(const py::object& response_mask, const py::object& action_m
   p.has_subgoal = reinterpret_cast<flag_t*>(has_subgoal.mutable_data());
   p.has_switch = reinterpret_cast<flag_t*>(has_switch.mutable_data());
   int64_t* pos[3] = {pos_low.mutable_data(), pos_high.mutable_data(), pos_term.mutable_data()};
+  float* at[3] = {at_low.mutable_data(), at_high.mutable_data(), at_term.mutable_data()};
   for (int h = 0; h < 3; ++h) {
     p.value_masks[h] = in_ptr<flag_t>(vm[h]);
     p.value_pos[h] = pos[h];
+    p.values[h] = in_ptr<float>(vals[h]);
+    p.value_at[h] = at[h];
   }
   {
     py::gil_scoped_release release;
@@ -48,6 +59,9 @@ py::dict row_scan_py(const py::object& response_mask, const py::object& action_m
   out["pos_low"] = pos_low;
   out["pos_high"] = pos_high;
   out["pos_term"] = pos_term;
+  const char* value_names[3] = {"value_low", "value_high", "value_term"};
+  py::array_t<float> value_outs[3] = {at_low, at_high, at_term};
+  for (int h = 0; h < 3; ++h) out[value_names[h]] = vals[h].ptr() != nullptr ? py::object(value_outs[h]) : py::none();
   return out;
 }
 
@@ -123,8 +137,10 @@ void register_token_ops(py::module_& m) {
   using namespace pybind11::literals;
   m.def("row_scan", &row_scan_py, "response_mask"_a, "action_mask"_a = py::none(), "subgoal_mask"_a = py::none(),
         "switch_mask"_a = py::none(), "value_mask_low"_a = py::none(), "value_mask_high"_a = py::none(),
-        "value_mask_term"_a = py::none(),
-        "Per-row summary of (N, L) masks: response length, non-empty spans, value read positions.");
+        "value_mask_term"_a = py::none(), "values_low"_a = py::none(), "values_high"_a = py::none(),
+        "values_term"_a = py::none(),
+        "Per-row summary of (N, L) masks: response length, non-empty spans, value read positions and, given the "
+        "heads' float32 outputs, the values there.");
   m.def("token_outputs", &token_outputs_py, "response_mask"_a, "action_mask"_a, "subgoal_mask"_a, "switch_mask"_a,
         "value_mask_low"_a, "value_mask_high"_a, "value_mask_term"_a, "is_boundary"_a, "adv_low"_a, "adv_high"_a,
         "adv_term"_a, "ret_low"_a, "ret_high"_a, "ret_term"_a, "high_on_subgoal"_a, "high_on_switch"_a,

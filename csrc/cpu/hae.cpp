@@ -1,17 +1,18 @@
 // CPU launchers for reward shaping, HAE and the subgoal-consistency flags: one trajectory per
-// iteration. A turn costs a few nanoseconds (a chain of dependent multiply-adds), so the
-// work estimate below counts ~32 units a turn: batches of a thousand turns and up use threads.
+// iteration. A turn costs ~10 ns (a chain of dependent multiply-adds); waking the thread pool
+// costs tens of microseconds, so threads start paying from ~16k turns (work = 2 per turn
+// against the 32k grain).
 #include "cpu/launchers.h"
 #include "cpu/parallel.h"
 
 namespace hiper::cpu {
 
 void shape_rewards(const ShapingParams& p) {
-  parallel_for(p.layout.num_trajs, p.layout.num_rows * 32, [&](index_t t) { shape_trajectory<double>(p, t); });
+  parallel_for(p.layout.num_trajs, p.layout.num_rows * 2, [&](index_t t) { shape_trajectory<double>(p, t); });
 }
 
 void hae(const HAEParams& p) {
-  parallel_for(p.layout.num_trajs, p.layout.num_rows * 32, [&](index_t t) { hae_trajectory<double>(p, t); });
+  parallel_for(p.layout.num_trajs, p.layout.num_rows * 2, [&](index_t t) { hae_trajectory<double>(p, t); });
 }
 
 template <typename token_t>

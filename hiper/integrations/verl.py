@@ -134,10 +134,22 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
     vmask_term = host_mask(batch["value_mask_term"], "value_mask_term") if has_term else None
 
-    rows = row_scan(response_mask, action_mask, subgoal_mask, switch_mask, vmask_low, vmask_high, vmask_term)
-    v_low = _gather(_require(batch, config.value_key_low, "batch"), rows.pos_low, config.value_key_low)
-    v_high = _gather(batch[config.value_key_high], rows.pos_high, config.value_key_high) if has_high else v_low
-    v_term = _gather(batch[config.value_key_term], rows.pos_term, config.value_key_term) if has_term else None
+    heads = {"low": _require(batch, config.value_key_low, "batch"),
+             "high": batch[config.value_key_high] if has_high else None,
+             "term": batch[config.value_key_term] if has_term else None}
+    # float32 CPU head outputs are read inside the mask scan; anything else (bf16, on a GPU)
+    # is gathered with torch afterwards, one element per row.
+    direct = {h: v for h, v in heads.items()
+              if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == host and v.dim() == 2}
+    rows = row_scan(response_mask, action_mask, subgoal_mask, switch_mask, vmask_low, vmask_high, vmask_term,
+                    values_low=direct.get("low"), values_high=direct.get("high"), values_term=direct.get("term"))
+    picked = {}
+    for h, v in heads.items():
+        key = getattr(config, f"value_key_{h}")
+        picked[h] = None if v is None else (getattr(rows, f"value_{h}") if h in direct
+                                           else _gather(v, getattr(rows, f"pos_{h}"), key))
+    v_low, v_term = picked["low"], picked["term"]
+    v_high = picked["high"] if has_high else v_low
 
     layout = build_layout(traj, turn, switch)
     changed = None

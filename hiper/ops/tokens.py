@@ -23,6 +23,8 @@ class RowSummary(NamedTuple):
     has_action / has_subgoal / has_switch: the span (ANDed with the response mask) is non-empty.
     pos_low / pos_high / pos_term: where each value head is read: the first position of
         (value_mask & response_mask), else the last valid token max(length - 1, 0).
+    value_low / value_high / value_term: float32 head values at those positions, when the
+        head's (N, L) outputs were given (else None).
     """
 
     response_length: Any
@@ -32,6 +34,9 @@ class RowSummary(NamedTuple):
     pos_low: Any
     pos_high: Any
     pos_term: Any
+    value_low: Any = None
+    value_high: Any = None
+    value_term: Any = None
 
 
 def _masks(response_mask: Any, named: Mapping[str, Any]):
@@ -53,16 +58,28 @@ def row_scan(
     value_mask_low: Any = None,
     value_mask_high: Any = None,
     value_mask_term: Any = None,
+    *,
+    values_low: Any = None,
+    values_high: Any = None,
+    values_term: Any = None,
 ) -> RowSummary:
     """Summarise (N, L) masks per row (see RowSummary). action_mask None means the whole
-    response is the action span."""
+    response is the action span. values_low/high/term: optional (N, L) float32 outputs of the
+    value heads, read at the heads' positions in the same pass."""
     resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
                                          switch_mask=switch_mask, value_mask_low=value_mask_low,
                                          value_mask_high=value_mask_high, value_mask_term=value_mask_term))
+    values = {}
+    for name, v in (("values_low", values_low), ("values_high", values_high), ("values_term", values_term)):
+        arr = optional_numpy(v, name, FLOAT32, ndim=2)
+        if arr is not None and arr.shape != resp.shape:
+            raise ValueError(f"{name}: expected shape {tuple(resp.shape)} like response_mask, got {tuple(arr.shape)}")
+        values[name] = arr
     raw = _C.row_scan(resp, m["action_mask"], m["subgoal_mask"], m["switch_mask"], m["value_mask_low"],
-                      m["value_mask_high"], m["value_mask_term"])
+                      m["value_mask_high"], m["value_mask_term"], values["values_low"], values["values_high"],
+                      values["values_term"])
     alloc = Allocator(response_mask)
-    return RowSummary(*(alloc.wrap(raw[name]) for name in RowSummary._fields))
+    return RowSummary(*(None if raw[name] is None else alloc.wrap(raw[name]) for name in RowSummary._fields))
 
 
 class HAETokenOutputs(NamedTuple):

@@ -4,6 +4,7 @@
 // spans are non-empty (within the response), and the position at which each value head is
 // read. A head is read at the first position of (value_mask && response_mask); when that is
 // empty, at the last valid token, max(count - 1, 0), as the authors' `pick_value` does.
+// Given the heads' (N, L) float32 outputs, the scan also reads the values at those positions.
 #pragma once
 
 #include "hiper/common.h"
@@ -18,12 +19,14 @@ struct RowScanParams {
   const flag_t* subgoal_mask = nullptr;   // (N, L) or null
   const flag_t* switch_mask = nullptr;    // (N, L) or null
   const flag_t* value_masks[3] = {nullptr, nullptr, nullptr};  // low, high, term; null: skipped
+  const float* values[3] = {nullptr, nullptr, nullptr};         // (N, L) head outputs; null: not read
   // (N,) outputs.
   index_t* response_length = nullptr;
   flag_t* has_action = nullptr;
   flag_t* has_subgoal = nullptr;
   flag_t* has_switch = nullptr;
   index_t* value_pos[3] = {nullptr, nullptr, nullptr};
+  float* value_at[3] = {nullptr, nullptr, nullptr};  // (N,) values[h][i, value_pos[h][i]]
 };
 
 // First position where both masks are set, or -1. Scans blocks of 32 with a branch-free
@@ -58,7 +61,9 @@ HIPER_HOST_DEVICE void row_scan_row(const RowScanParams& p, index_t i) {
   for (int h = 0; h < 3; ++h) {
     if (p.value_pos[h] == nullptr) continue;
     const index_t first = p.value_masks[h] == nullptr ? -1 : first_both(p.value_masks[h] + base, resp, p.length);
-    p.value_pos[h][i] = first >= 0 ? first : fallback;
+    const index_t pos = first >= 0 ? first : fallback;
+    p.value_pos[h][i] = pos;
+    if (p.values[h] != nullptr && p.length > 0) p.value_at[h][i] = p.values[h][base + pos];
   }
 }
 
