@@ -5,7 +5,9 @@ layout, reward shaping, Hierarchical Advantage Estimation and its token-level ou
 functions below take numpy arrays or torch tensors and return the caller's type.
 """
 from hiper import _C
+from hiper import format
 from hiper.config import HAEConfig
+from hiper.masks import SpanMasker, SpanMasks
 from hiper.ops import (
     HAETokenOutputs,
     HAETurnOutputs,
@@ -35,10 +37,13 @@ __all__ = [
     "HAETokenOutputs",
     "HAETurnOutputs",
     "RowSummary",
+    "SpanMasker",
+    "SpanMasks",
     "TrajectoryLayout",
     "__version__",
     "build_layout",
     "factorize",
+    "format",
     "has_cuda",
     "hae",
     "hae_token_outputs",

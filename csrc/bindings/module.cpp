@@ -22,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   hiper::bindings::register_hae_ops(m);
   hiper::bindings::register_token_ops(m);
   hiper::bindings::register_factorize(m);
+  hiper::bindings::register_masker(m);
 }

@@ -7,4 +7,5 @@ void register_layout(pybind11::module_& m);      // layout_bindings.cpp
 void register_hae_ops(pybind11::module_& m);     // hae_bindings.cpp
 void register_token_ops(pybind11::module_& m);   // token_bindings.cpp
 void register_factorize(pybind11::module_& m);   // factorize.cpp
+void register_masker(pybind11::module_& m);      // masker_bindings.cpp
 }  // namespace hiper::bindings

@@ -7,6 +7,7 @@
 #include "hiper/normalize.h"
 #include "hiper/row_scan.h"
 #include "hiper/shaping.h"
+#include "hiper/span_masker.h"
 #include "hiper/token_outputs.h"
 
 namespace hiper::cpu {
@@ -17,6 +18,8 @@ void row_scan(const RowScanParams& p);
 void token_outputs(const TokenOutputParams& p);
 template <typename token_t>
 void subgoal_changed(const ConsistencyParams<token_t>& p);
+template <typename token_t>
+void span_masks(const SpanMaskParams<token_t>& p);
 
 // Mean and population std of x over rows with include[i] != 0 (include null: all rows).
 Moments masked_moments(index_t n, const float* x, const flag_t* include);

@@ -1,4 +1,4 @@
-"""Drop-in HAE for verl / verl-agent style trainers.
+"""Drop-ins for verl / verl-agent style trainers: HAE, span masks and value masks.
 
 `compute_hae_advantage(data, config, action_mask, subgoal_mask, switch_mask)` has the
 signature and semantics of the authors' estimator (SPEC §4; `hiper_hae/core_hae.py` in
@@ -19,11 +19,12 @@ import numpy as np
 
 from hiper._arrays import BOOL, FLOAT32, INT64, to_numpy
 from hiper.config import HAEConfig
+from hiper.masks import SpanMasker, segment_starts
 from hiper.ops.hae import hae_core, subgoal_changed
 from hiper.ops.layout import build_layout, factorize
 from hiper.ops.tokens import hae_token_outputs, row_scan
 
-__all__ = ["HAEConfig", "compute_hae_advantage"]
+__all__ = ["HAEConfig", "compute_hae_advantage", "compute_value_mask", "make_hae_masks_and_switch"]
 
 # Output keys as the authors' estimator writes them -> hae_token_outputs names.
 _OUTPUT_KEYS = {
@@ -177,3 +178,65 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         value = getattr(tokens, name)
         batch[key] = value if device == host else value.to(device)
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Span masks and value masks, with the authors' signatures (SPEC §2.4, §4.2)
+# ---------------------------------------------------------------------------------------------
+
+_MASKERS: dict[int, tuple[Any, SpanMasker]] = {}
+
+
+def span_masker_for(tokenizer) -> SpanMasker:
+    """The SpanMasker of `tokenizer`, built on first use and kept (with a reference to the
+    tokenizer, so its id cannot be reused) for the life of the process."""
+    entry = _MASKERS.get(id(tokenizer))
+    if entry is None or entry[0] is not tokenizer:
+        entry = (tokenizer, SpanMasker(tokenizer))
+        _MASKERS[id(tokenizer)] = entry
+    return entry[1]
+
+
+def _responses(data: Any):
+    import torch
+
+    batch = data.batch
+    responses = _require(batch, "responses", "batch")
+    response_mask = _require(batch, "response_mask", "batch")
+    if not isinstance(responses, torch.Tensor) or not isinstance(response_mask, torch.Tensor):
+        raise TypeError("data.batch['responses'] and ['response_mask'] must be torch tensors")
+    return responses, response_mask, responses.device
+
+
+def make_hae_masks_and_switch(data: Any, tokenizer, include_tags_mask: bool = False):
+    """Token masks of the three blocks and the switch decision of every row.
+
+    Returns (action_mask, subgoal_mask, switch_mask, is_new_subgoal): (N, L) bool tensors on
+    the responses' device and an (N,) numpy bool array (True starts a new segment), equal to
+    what the authors' decode-and-search function returns.
+    """
+    responses, response_mask, device = _responses(data)
+    m = span_masker_for(tokenizer)(responses.cpu(), response_mask.cpu(), include_tags=include_tags_mask,
+                                   outputs=("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal"))
+    return (m.action_mask.to(device), m.subgoal_mask.to(device), m.switch_mask.to(device),
+            m.is_new_subgoal.numpy().copy())
+
+
+def compute_value_mask(data: Any, tokenizer):
+    """Where each value head is read: (value_mask_high, value_mask_low, value_mask_term), (N, L)
+    bool tensors on the responses' device, equal to the authors' function's.
+
+    high: position 0 on segment-start turns (turn 0 of a trajectory, or `switch` set);
+    low: the first token after </subgoal> (else after </switch>, else position 0);
+    term: the first valid response token.
+    """
+    responses, response_mask, device = _responses(data)
+    meta = data.non_tensor_batch
+    boundary = segment_starts(np.asarray(_require(meta, "traj_uid", "non_tensor_batch")),
+                              _require(meta, "turn_idx", "non_tensor_batch"),
+                              _require(meta, "switch", "non_tensor_batch"))
+    if boundary.shape[0] != responses.shape[0]:
+        raise ValueError(f"non_tensor_batch: expected {responses.shape[0]} rows like responses, got {boundary.shape[0]}")
+    m = span_masker_for(tokenizer)(responses.cpu(), response_mask.cpu(), is_boundary=boundary,
+                                   outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
+    return m.value_mask_high.to(device), m.value_mask_low.to(device), m.value_mask_term.to(device)

@@ -1,0 +1,134 @@
+"""Plan-Execute span masks from token ids, in C++ (SPEC §2.4, §4.2).
+
+    masker = hiper.SpanMasker(tokenizer)          # once per tokenizer
+    m = masker(responses, response_mask)          # (N, L) ids -> masks and switch decisions
+
+The masker reads each token's standalone decoding once, when it is built, and from then on
+works on token ids alone: no decoding per batch. See csrc/include/hiper/span_masker.h for the
+exact rules; they reproduce the decode-and-search reference (hiper.reference.masks_decode)
+on every input.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hiper import _C
+from hiper._arrays import BOOL, Allocator, optional_numpy, to_numpy, token_ids
+
+MASK_NAMES = ("action_mask", "subgoal_mask", "switch_mask", "value_mask_high", "value_mask_low", "value_mask_term")
+
+
+class SpanMasks(NamedTuple):
+    """Masker outputs; (N, L) bool masks and (N,) bool `is_new_subgoal`. Unrequested ones are None.
+
+    action_mask / subgoal_mask / switch_mask: token spans of the blocks (with or without the
+        tags), within the response mask; action falls back to the whole response.
+    is_new_subgoal: the switch block says anything but KEEP (missing or empty means KEEP).
+    value_mask_high / value_mask_low / value_mask_term: where the value heads are read.
+    """
+
+    action_mask: Any = None
+    subgoal_mask: Any = None
+    switch_mask: Any = None
+    is_new_subgoal: Any = None
+    value_mask_high: Any = None
+    value_mask_low: Any = None
+    value_mask_term: Any = None
+
+
+def standalone_pieces(tokenizer) -> list[str]:
+    """`tokenizer.decode([id])` for every id (special and added tokens kept, no clean-up).
+
+    Fast tokenizers decode the whole vocabulary in one Rust call; the result is checked
+    against the tokenizer's own `batch_decode` on a sample (all special tokens and a spread of
+    ids) and, should they differ, the slow path decodes everything through `batch_decode`.
+    """
+    try:
+        size = len(tokenizer)
+    except TypeError as exc:
+        raise TypeError(f"tokenizer: expected a Hugging Face tokenizer, got {type(tokenizer).__name__}") from exc
+    if not hasattr(tokenizer, "batch_decode"):
+        raise TypeError(f"tokenizer: expected a Hugging Face tokenizer, got {type(tokenizer).__name__}")
+    ids = [[i] for i in range(size)]
+
+    def slow(batch):
+        return tokenizer.batch_decode(batch, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return slow(ids)
+    pieces = backend.decode_batch(ids, skip_special_tokens=False)
+    sample = sorted(set(getattr(tokenizer, "all_special_ids", [])) | set(range(0, size, max(1, size // 512))))
+    sample = [i for i in sample if 0 <= i < size]
+    if [pieces[i] for i in sample] != slow([[i] for i in sample]):
+        return slow(ids)
+    return pieces
+
+
+class SpanMasker:
+    """Builds the Plan-Execute span masks for batches of token ids.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (fast or slow; byte-level BPE, SentencePiece or
+            any other), read once.
+    """
+
+    def __init__(self, tokenizer):
+        self._core = _C.SpanMasker(standalone_pieces(tokenizer))
+
+    @property
+    def vocab_size(self) -> int:
+        return self._core.vocab_size
+
+    def __call__(self, responses: Any, response_mask: Any, *, include_tags: bool = False, is_boundary: Any = None,
+                 outputs: tuple[str, ...] = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal"),
+                 ) -> SpanMasks:
+        """Masks for a batch.
+
+        Args:
+            responses: (N, L) int64 or int32 token ids (only the first count(response_mask)
+                of each row are read: that prefix is the response).
+            response_mask: (N, L) bool; every mask is restricted to it.
+            include_tags: spans cover the tags too (the trainer's setting) or only the content.
+            is_boundary: (N,) bool segment-start turns, required for value_mask_high.
+            outputs: which fields of SpanMasks to produce.
+        Raises:
+            ValueError naming `responses` for a token id outside the vocabulary.
+        """
+        unknown = set(outputs) - set(SpanMasks._fields)
+        if unknown:
+            raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {SpanMasks._fields}")
+        tok = token_ids(responses, "responses")
+        resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
+        if resp.shape != tok.shape:
+            raise ValueError(f"response_mask: expected shape {tuple(tok.shape)} like responses, got {tuple(resp.shape)}")
+        boundary = optional_numpy(is_boundary, "is_boundary", BOOL, ndim=1)
+        if "value_mask_high" in outputs and boundary is None:
+            raise ValueError("is_boundary: required for value_mask_high")
+        if boundary is not None and boundary.shape[0] != tok.shape[0]:
+            raise ValueError(f"is_boundary: expected {tok.shape[0]} rows like responses, got {boundary.shape[0]}")
+        alloc = Allocator(responses)
+        results, views = {}, {}
+        for name in outputs:
+            shape = (tok.shape[0],) if name == "is_new_subgoal" else tok.shape
+            results[name], views[name] = alloc.empty(shape, BOOL)
+        self._core.apply(tok, resp, bool(include_tags), boundary, **views)
+        return SpanMasks(**results)
+
+
+def segment_starts(traj_ids: Any, turn_idx: Any, is_new_subgoal: Any) -> np.ndarray:
+    """(N,) bool: the row is the first turn of its trajectory (lowest turn index; among equal
+    turn indices the lowest row) or a SWITCH turn. Tolerates duplicate rows, unlike the layout."""
+    from hiper.ops.layout import factorize
+
+    traj = factorize(traj_ids)
+    turn = np.asarray(turn_idx).astype(np.int64)
+    n = len(traj)
+    order = np.lexsort((np.arange(n), turn, traj))
+    first = np.ones(n, dtype=bool)
+    first[1:] = traj[order][1:] != traj[order][:-1]
+    starts = np.zeros(n, dtype=bool)
+    starts[order[first]] = True
+    return starts | np.asarray(is_new_subgoal).astype(bool)
