@@ -31,6 +31,7 @@ class SpanMasker {
       offsets_.push_back(static_cast<index_t>(bytes_.size()));
       max_token_bytes_ = std::max<index_t>(max_token_bytes_, size);
     }
+    bytes_.resize(bytes_.size() + kVocabSlack, 0);  // see kVocabSlack
   }
 
   index_t vocab_size() const { return static_cast<index_t>(offsets_.size()) - 1; }

@@ -1,6 +1,7 @@
 // CPU launcher of the span masker (see hiper/span_masker.h): one row per iteration, each
 // thread with its own text buffer. Rows are independent, so they are split over threads.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "cpu/launchers.h"
@@ -10,14 +11,30 @@
 namespace hiper::cpu {
 namespace {
 
+constexpr index_t kCopyBlock = kVocabSlack;
+
 struct RowScratch {
   std::vector<uint8_t> text;
   std::vector<index_t> starts, ends;
+  std::vector<index_t> lt;  // positions of '<' in the text
 };
 
-// Marks tokens [t0, t1) of a row.
-inline void fill(flag_t* row, index_t t0, index_t t1) {
-  if (row != nullptr && t0 < t1) std::fill(row + t0, row + t1, flag_t{1});
+// Writes one output row once: row[j] = (t0 <= j < t1) && resp[j] (memset outside the span,
+// a vectorised byte loop inside it).
+inline void write_span(flag_t* row, const flag_t* resp, index_t L, index_t t0, index_t t1) {
+  if (row == nullptr) return;
+  t0 = std::min(std::max<index_t>(t0, 0), L);
+  t1 = std::min(std::max(t1, t0), L);
+  std::memset(row, 0, static_cast<size_t>(t0));
+  for (index_t j = t0; j < t1; ++j) row[j] = static_cast<flag_t>(bit(resp[j]));
+  std::memset(row + t1, 0, static_cast<size_t>(L - t1));
+}
+
+// row[j] = (j == pos), for value read positions (pos < 0: an empty row).
+inline void write_point(flag_t* row, index_t L, index_t pos) {
+  if (row == nullptr) return;
+  std::memset(row, 0, static_cast<size_t>(L));
+  if (pos >= 0 && pos < L) row[pos] = 1;
 }
 
 template <typename token_t>
@@ -25,78 +42,85 @@ void mask_row(const SpanMaskParams<token_t>& p, index_t i, RowScratch& s) {
   const index_t L = p.length;
   const index_t base = i * L;
   const flag_t* resp = p.response_mask + base;
-  flag_t* rows[6] = {p.action_mask, p.subgoal_mask, p.switch_mask, p.value_mask_high, p.value_mask_low,
-                     p.value_mask_term};
-  for (flag_t*& r : rows) {
-    if (r == nullptr) continue;
-    r += base;
-    std::fill(r, r + L, flag_t{0});
-  }
-  flag_t *action = rows[0], *subgoal = rows[1], *sw = rows[2], *v_high = rows[3], *v_low = rows[4],
-         *v_term = rows[5];
+  auto row = [&](flag_t* out) { return out == nullptr ? nullptr : out + base; };
 
   index_t count = 0;
   for (index_t j = 0; j < L; ++j) count += bit(resp[j]);
 
   // The text of the first `count` tokens (the reference decodes that prefix).
-  s.text.clear();
-  s.starts.resize(static_cast<size_t>(count));
-  s.ends.resize(static_cast<size_t>(count));
+  // Scratch only grows: resizing down and up again would zero-fill it on every row.
+  const size_t need = static_cast<size_t>(count * p.vocab.max_token_bytes + kCopyBlock);
+  if (s.text.size() < need) s.text.resize(need);
+  if (s.starts.size() < static_cast<size_t>(count)) {
+    s.starts.resize(static_cast<size_t>(count));
+    s.ends.resize(static_cast<size_t>(count));
+  }
+  // Locals, not members: stores into the scratch could otherwise alias them and force reloads.
   const token_t* ids = p.tokens + base;
+  const index_t* vocab_offsets = p.vocab.offsets;
+  const uint8_t* vocab_bytes = p.vocab.bytes;
+  const index_t vocab_size = p.vocab.size;
+  uint8_t* out = s.text.data();
+  index_t* starts = s.starts.data();
+  index_t* ends = s.ends.data();
+  index_t n = 0;
   p.invalid_at[i] = -1;
   for (index_t t = 0; t < count; ++t) {
     const index_t id = static_cast<index_t>(ids[t]);
-    if (id < 0 || id >= p.vocab.size) {  // reported by the caller; the row stays empty
+    if (id < 0 || id >= vocab_size) {  // reported by the caller; the row is left empty
       p.invalid_at[i] = t;
-      count = 0;
-      s.text.clear();
+      count = n = 0;
       break;
     }
-    const uint8_t* b = p.vocab.bytes + p.vocab.offsets[id];
-    const uint8_t* e = p.vocab.bytes + p.vocab.offsets[id + 1];
-    s.starts[t] = static_cast<index_t>(s.text.size());
-    s.text.insert(s.text.end(), b, e);
-    s.ends[t] = static_cast<index_t>(s.text.size());
+    const index_t b = vocab_offsets[id], len = vocab_offsets[id + 1] - b;
+    starts[t] = n;
+    // Most tokens are a few bytes: copy a fixed block (one load and store; the vocabulary
+    // and the scratch both have kCopyBlock bytes of slack) and advance by the real length.
+    if (len <= kCopyBlock)
+      std::memcpy(out + n, vocab_bytes + b, kCopyBlock);
+    else
+      std::memcpy(out + n, vocab_bytes + b, static_cast<size_t>(len));
+    n += len;
+    ends[t] = n;
   }
   const uint8_t* text = s.text.data();
-  const index_t n = static_cast<index_t>(s.text.size());
+  s.lt.clear();
+  for (const uint8_t* q = text; (q = static_cast<const uint8_t*>(std::memchr(q, '<', text + n - q))) != nullptr; ++q)
+    s.lt.push_back(q - text);
 
   TagMatch m[3];
-  for (int k = 0; k < 3; ++k) m[k] = find_tag(text, n, kTags[k]);
+  for (int k = 0; k < 3; ++k) m[k] = find_tag(text, n, s.lt.data(), static_cast<index_t>(s.lt.size()), kTags[k]);
 
-  // Token span of a block, or [0, 0) when the reference finds none.
+  // Token span of a block as the reference maps it, or false when it finds none.
   auto token_span = [&](const TagMatch& tm, index_t* t0, index_t* t1) {
-    *t0 = *t1 = 0;
     if (!tm.found) return false;
     const index_t b = p.include_tags ? tm.open : tm.content;
     const index_t e = p.include_tags ? tm.close_end : tm.close;
     if (b >= e) return false;
-    const index_t first = token_ending_after(s.ends.data(), count, b);
-    if (first >= count) return false;
-    const index_t last = token_starting_at_or_after(s.starts.data(), count, e);
-    if (first >= last) return false;
-    *t0 = first;
-    *t1 = last;
-    return true;
+    *t0 = token_ending_after(s.ends.data(), count, b);
+    if (*t0 >= count) return false;
+    *t1 = token_starting_at_or_after(s.starts.data(), count, e);
+    return *t0 < *t1;
   };
 
-  if (count > 0) {
-    index_t t0, t1;
-    if (token_span(m[static_cast<int>(Block::kAction)], &t0, &t1)) fill(action, t0, t1);
-    else fill(action, 0, count);  // no action block: train the whole response as the action
-    if (token_span(m[static_cast<int>(Block::kSubgoal)], &t0, &t1)) fill(subgoal, t0, t1);
-    if (token_span(m[static_cast<int>(Block::kSwitch)], &t0, &t1)) fill(sw, t0, t1);
-    if (p.is_new_subgoal != nullptr) {  // a missing switch block keeps the subgoal
-      const TagMatch& w = m[static_cast<int>(Block::kSwitch)];
-      p.is_new_subgoal[i] = w.found && switch_starts_segment(text, w.content, w.close);
-    }
-  } else if (p.is_new_subgoal != nullptr) {
-    p.is_new_subgoal[i] = 0;
+  index_t t0 = 0, t1 = 0;
+  if (!token_span(m[static_cast<int>(Block::kAction)], &t0, &t1)) {
+    t0 = 0;  // no action block: the whole response is trained as the action
+    t1 = count;
+  }
+  write_span(row(p.action_mask), resp, L, t0, t1);
+  if (!token_span(m[static_cast<int>(Block::kSubgoal)], &t0, &t1)) t0 = t1 = 0;
+  write_span(row(p.subgoal_mask), resp, L, t0, t1);
+  if (!token_span(m[static_cast<int>(Block::kSwitch)], &t0, &t1)) t0 = t1 = 0;
+  write_span(row(p.switch_mask), resp, L, t0, t1);
+  if (p.is_new_subgoal != nullptr) {  // a missing switch block keeps the subgoal
+    const TagMatch& w = m[static_cast<int>(Block::kSwitch)];
+    p.is_new_subgoal[i] = count > 0 && w.found && switch_starts_segment(text, w.content, w.close);
   }
 
-  // Value read positions. Every mask is finally restricted to the response mask.
-  if (v_low != nullptr) {
-    index_t pos = -1;
+  // Value read positions.
+  if (p.value_mask_low != nullptr) {
+    index_t pos = 0;  // position 0 even when it is not a valid token, as the reference does
     for (int k : {static_cast<int>(Block::kSubgoal), static_cast<int>(Block::kSwitch)}) {
       if (!m[k].found) continue;
       const index_t after = token_starting_at_or_after(s.starts.data(), count, m[k].close_end);
@@ -105,19 +129,16 @@ void mask_row(const SpanMaskParams<token_t>& p, index_t i, RowScratch& s) {
         break;
       }
     }
-    v_low[pos >= 0 ? pos : 0] = 1;  // position 0 even when it is not a valid token, as the reference does
+    write_point(row(p.value_mask_low), L, pos);
   }
-  if (v_high != nullptr && p.is_boundary[i] != 0 && L > 0 && resp[0] != 0) v_high[0] = 1;
-  if (v_term != nullptr) {
-    for (index_t j = 0; j < L; ++j)
-      if (resp[j] != 0) {
-        v_term[j] = 1;
-        break;
-      }
+  if (p.value_mask_high != nullptr)
+    write_point(row(p.value_mask_high), L, (p.is_boundary[i] != 0 && L > 0 && resp[0] != 0) ? 0 : -1);
+  if (p.value_mask_term != nullptr) {
+    index_t first = -1;
+    for (index_t j = 0; j < L && first < 0; ++j)
+      if (resp[j] != 0) first = j;
+    write_point(row(p.value_mask_term), L, first);
   }
-  for (flag_t* r : {action, subgoal, sw})
-    if (r != nullptr)
-      for (index_t j = 0; j < L; ++j) r[j] = static_cast<flag_t>(r[j] & bit(resp[j]));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 //   close  = earliest occurrence at or after the content start of any accepted close
 //            variant ("</tag>", "</tag>\n", and for subgoal/action also "]</tag>", ".</tag>",
 //            ")</tag>", each with or without "\n"); on a tie the variant listed first wins
+//            (see TagSet for why this reduces to one search)
 //   span   = [open, close_end) with tags, [content_start, close) without; empty -> none
 //   tokens = [first token whose byte end > span start, first token whose byte start >= span end)
 //
@@ -28,7 +29,12 @@
 
 namespace hiper {
 
-// Standalone decoded UTF-8 of every token id: bytes[offsets[id] .. offsets[id + 1]).
+// Zero bytes the vocabulary table keeps after its last token, so a fixed-size block copy
+// starting at any token stays inside the buffer.
+constexpr index_t kVocabSlack = 16;
+
+// Standalone decoded UTF-8 of every token id: bytes[offsets[id] .. offsets[id + 1]), followed
+// by kVocabSlack zero bytes.
 struct VocabView {
   index_t size = 0;
   const uint8_t* bytes = nullptr;
@@ -38,21 +44,21 @@ struct VocabView {
 
 enum class Block : int { kSwitch = 0, kSubgoal = 1, kAction = 2 };
 
+// One block's tags. The accepted close variants are "</tag>" and "</tag>\n", and, where
+// `close_prefixes` is set, the same preceded by one of its characters. The reference takes
+// the earliest variant match at or after the content, the first-listed variant on a tie, so
+// "\n" variants never win over their twin without it, and the match is decided by the first
+// "</tag>" at or after the content: one character earlier when a prefix character precedes it
+// (and still lies inside the content), else there. close_end is always that "</tag>"'s end.
 struct TagSet {
   const char* open;
-  const char* const* closes;
-  int num_closes;
+  const char* close;
+  const char* close_prefixes;  // "" for none
 };
 
-// Close variants in the reference's order (ties go to the earlier entry).
-inline constexpr const char* kSwitchCloses[] = {"</switch>", "</switch>\n"};
-inline constexpr const char* kSubgoalCloses[] = {"</subgoal>",  "</subgoal>\n",  "]</subgoal>", "]</subgoal>\n",
-                                                 ".</subgoal>", ".</subgoal>\n", ")</subgoal>", ")</subgoal>\n"};
-inline constexpr const char* kActionCloses[] = {"</action>",  "</action>\n",  "]</action>", "]</action>\n",
-                                                ".</action>", ".</action>\n", ")</action>", ")</action>\n"};
-inline constexpr TagSet kTags[3] = {{"<switch>", kSwitchCloses, 2},
-                                    {"<subgoal>", kSubgoalCloses, 8},
-                                    {"<action>", kActionCloses, 8}};
+inline constexpr TagSet kTags[3] = {{"<switch>", "</switch>", ""},
+                                    {"<subgoal>", "</subgoal>", "].)"},
+                                    {"<action>", "</action>", "].)"}};
 
 // Byte positions of one tagged block in a row's text; found = false when the open tag or
 // every close variant is missing.
@@ -85,41 +91,35 @@ struct SpanMaskParams {
   index_t* invalid_at = nullptr;  // position of the first token id outside the vocabulary, or -1
 };
 
-// First occurrence of `needle` in text[from, n), or -1. Tags start with '<' or a bracket, so
-// memchr on the first byte skips most of the text.
-inline index_t find_bytes(const uint8_t* text, index_t n, index_t from, const char* needle) {
-  const index_t m = static_cast<index_t>(std::strlen(needle));
-  const uint8_t first = static_cast<uint8_t>(needle[0]);
-  index_t i = from;
-  while (i + m <= n) {
-    const void* hit = std::memchr(text + i, first, static_cast<size_t>(n - m + 1 - i));
-    if (hit == nullptr) return -1;
-    i = static_cast<const uint8_t*>(hit) - text;
-    if (std::memcmp(text + i, needle, static_cast<size_t>(m)) == 0) return i;
-    ++i;
+// Every tag starts with '<'. The masker lists the positions of '<' in a row's text once
+// (`lt`, ascending) and tests each tag only there, instead of rescanning the text per tag.
+// Returns the first position p >= from in `lt` where `needle` occurs, or -1.
+inline index_t find_tag_start(const uint8_t* text, index_t n, const index_t* lt, index_t num_lt, index_t from,
+                              const char* needle, index_t needle_len) {
+  for (index_t k = 0; k < num_lt; ++k) {
+    const index_t p = lt[k];
+    if (p < from || p + needle_len > n) continue;
+    if (std::memcmp(text + p, needle, static_cast<size_t>(needle_len)) == 0) return p;
   }
   return -1;
 }
 
-inline TagMatch find_tag(const uint8_t* text, index_t n, const TagSet& tags) {
+inline TagMatch find_tag(const uint8_t* text, index_t n, const index_t* lt, index_t num_lt, const TagSet& tags) {
   TagMatch m;
-  const index_t open = find_bytes(text, n, 0, tags.open);
+  const index_t open_len = static_cast<index_t>(std::strlen(tags.open));
+  const index_t close_len = static_cast<index_t>(std::strlen(tags.close));
+  const index_t open = find_tag_start(text, n, lt, num_lt, 0, tags.open, open_len);
   if (open < 0) return m;
-  const index_t content = open + static_cast<index_t>(std::strlen(tags.open));
-  index_t best = -1, best_len = 0;
-  for (int v = 0; v < tags.num_closes; ++v) {
-    const index_t at = find_bytes(text, n, content, tags.closes[v]);
-    if (at >= 0 && (best < 0 || at < best)) {
-      best = at;
-      best_len = static_cast<index_t>(std::strlen(tags.closes[v]));
-    }
-  }
-  if (best < 0) return m;
+  const index_t content = open + open_len;
+  const index_t close = find_tag_start(text, n, lt, num_lt, content, tags.close, close_len);
+  if (close < 0) return m;
   m.found = true;
   m.open = open;
   m.content = content;
-  m.close = best;
-  m.close_end = best + best_len;
+  m.close = close;
+  if (close > content && text[close - 1] != 0 && std::strchr(tags.close_prefixes, text[close - 1]) != nullptr)
+    m.close = close - 1;
+  m.close_end = close + close_len;
   return m;
 }
 

@@ -1,0 +1,127 @@
+"""Span-mask benchmark: the C++ masker vs the decode-and-search reference.
+
+3,500 responses of up to 512 tokens (well-formed Plan-Execute turns and malformed ones)
+tokenised with SmolLM2's tokenizer; both produce the authors' two outputs (span masks with
+the switch decision, and the value masks). Timed side by side in one process, after checking
+that the masks are identical, next to the floor: allocating and writing the six (N, L) bool
+outputs. Also times building the masker from the tokenizer.
+
+    python benchmarks/bench_masks.py [--responses 3500] [--reference-responses 3500]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+import hiper
+from hiper.format import format_turn
+from hiper.reference import masks_decode
+
+TOKENIZER = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "smollm2_tokenizer"
+WORDS = ("go to the countertop open drawer take apple from cabinet heat mug with microwave clean knife in "
+         "sinkbasin put it on the shelf look around examine the fridge 1 2 3 then").split()
+
+
+def sentence(rng, n):
+    return " ".join(rng.choice(WORDS, size=n))
+
+
+def make_responses(rng, count):
+    """Well-formed turns (70%) and malformed ones, with filler text to reach long lengths."""
+    out = []
+    for _ in range(count):
+        kind = rng.random()
+        turn = format_turn(rng.choice(["KEEP", "SWITCH", "keep"]), sentence(rng, rng.integers(2, 12)) + ".",
+                           sentence(rng, rng.integers(2, 8)) + rng.choice(["", "]", ")"]))
+        if kind < 0.7:
+            text = turn
+        elif kind < 0.8:
+            text = turn.replace("<action>", "")                     # missing action block
+        elif kind < 0.9:
+            text = turn.replace("KEEP", "KEEP OR SWITCH")           # garbage decision
+        else:
+            text = sentence(rng, 20) + " " + turn[: len(turn) // 2]   # stray text, cut off
+        if rng.random() < 0.3:
+            text += " " + sentence(rng, rng.integers(20, 400))      # long tails, up to the limit
+        out.append(text + "<|im_end|>")
+    return out
+
+
+def timeit(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--responses", type=int, default=3500)
+    parser.add_argument("--reference-responses", type=int, default=3500,
+                        help="responses the slow reference is timed on (its time is scaled to --responses)")
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+
+    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+    rng = np.random.default_rng(0)
+    enc = tok(make_responses(rng, args.responses), add_special_tokens=False, truncation=True,
+              max_length=args.length)["input_ids"]
+    n, length = len(enc), args.length
+    ids = torch.full((n, length), tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros(n, length, dtype=torch.bool)
+    for i, e in enumerate(enc):
+        ids[i, :len(e)] = torch.tensor(e)
+        mask[i, :len(e)] = True
+    boundary = torch.from_numpy(rng.random(n) < 0.5)
+    lengths = mask.sum(1).float()
+
+    build_ms = timeit(lambda: hiper.SpanMasker(tok), 5)
+    masker = hiper.SpanMasker(tok)
+    outputs = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal", "value_mask_high", "value_mask_low",
+               "value_mask_term")
+
+    def ours():
+        return masker(ids, mask, include_tags=True, is_boundary=boundary, outputs=outputs)
+
+    m = args.reference_responses
+    t0 = time.perf_counter()
+    ref_masks = masks_decode.make_masks_and_switch(ids[:m], mask[:m], tok, include_tags=True)
+    ref_values = masks_decode.value_masks(ids[:m], mask[:m], tok, boundary[:m].numpy())
+    ref_ms = (time.perf_counter() - t0) * 1e3 * n / m
+    got = ours()
+    same = all(torch.equal(a[:m], b) for a, b in zip(got[:3], ref_masks[:3]))
+    same &= bool(np.array_equal(got.is_new_subgoal[:m].numpy(), ref_masks[3]))
+    same &= all(torch.equal(a[:m], b) for a, b in zip(got[4:], ref_values))
+
+    holder = {}
+
+    def floor():
+        holder["x"] = [torch.empty(n, length, dtype=torch.bool).fill_(True) for _ in range(6)]
+
+    ours_ms = timeit(ours, args.repeats)
+    floor_ms = timeit(floor, args.repeats)
+    print(f"hiper {hiper.__version__}, SmolLM2 tokenizer ({len(tok)} tokens), {torch.get_num_threads()} threads")
+    print(f"{n} responses x {length} tokens (mean {lengths.mean():.0f}, max {lengths.max():.0f} valid); "
+          f"masks identical to the reference on {m} responses: {same}\n")
+    print(f"{'':52s} {'ms':>10s}  ratio")
+    print(f"{'decode-and-search reference (both functions)':52s} {ref_ms:10.1f}  {ref_ms / ours_ms:7.0f}x C++")
+    print(f"{'C++ span masker (spans, switch, value masks)':52s} {ours_ms:10.3f}  {1:7.0f}x")
+    print(f"{'floor: allocate + write six (N, L) bool outputs':52s} {floor_ms:10.3f}  "
+          f"C++ = {ours_ms / floor_ms:.2f}x floor")
+    print(f"{'build the masker from the tokenizer':52s} {build_ms:10.1f}")
+    if not same:
+        raise SystemExit("error: the masker and the reference disagree")
+
+
+if __name__ == "__main__":
+    main()
