@@ -53,6 +53,25 @@ def make_responses(rng, count):
     return out
 
 
+def large_vocab_tokenizer(size: int):
+    """A byte-level BPE tokenizer with `size` tokens (SmolLM2's vocabulary plus generated
+    byte strings, no merges): only its size matters, for timing how long the masker takes
+    to read a vocabulary as large as Qwen2.5's (151k)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    base = AutoTokenizer.from_pretrained(TOKENIZER).get_vocab()
+    vocab = dict(base)
+    alphabet = sorted({ch for token in base for ch in token})
+    rng = np.random.default_rng(1)
+    while len(vocab) < size:
+        vocab.setdefault("".join(rng.choice(alphabet, size=int(rng.integers(2, 12)))), len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
 def timeit(fn, repeats):
     fn()
     times = []
@@ -86,6 +105,8 @@ def main() -> None:
     lengths = mask.sum(1).float()
 
     build_ms = timeit(lambda: hiper.SpanMasker(tok), 5)
+    big = large_vocab_tokenizer(151_000)
+    build_big_ms = timeit(lambda: hiper.SpanMasker(big), 3)
     masker = hiper.SpanMasker(tok)
     outputs = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal", "value_mask_high", "value_mask_low",
                "value_mask_term")
@@ -118,7 +139,8 @@ def main() -> None:
     print(f"{'C++ span masker (spans, switch, value masks)':52s} {ours_ms:10.3f}  {1:7.0f}x")
     print(f"{'floor: allocate + write six (N, L) bool outputs':52s} {floor_ms:10.3f}  "
           f"C++ = {ours_ms / floor_ms:.2f}x floor")
-    print(f"{'build the masker from the tokenizer':52s} {build_ms:10.1f}")
+    print(f"{'build the masker (SmolLM2, ' + str(len(tok)) + ' tokens)':52s} {build_ms:10.1f}")
+    print(f"{'build the masker (' + str(len(big)) + ' tokens)':52s} {build_big_ms:10.1f}")
     if not same:
         raise SystemExit("error: the masker and the reference disagree")
 
