@@ -23,4 +23,5 @@ PYBIND11_MODULE(_C, m) {
   hiper::bindings::register_token_ops(m);
   hiper::bindings::register_factorize(m);
   hiper::bindings::register_masker(m);
+  hiper::bindings::register_buffer(m);
 }

@@ -8,4 +8,5 @@ void register_hae_ops(pybind11::module_& m);     // hae_bindings.cpp
 void register_token_ops(pybind11::module_& m);   // token_bindings.cpp
 void register_factorize(pybind11::module_& m);   // factorize.cpp
 void register_masker(pybind11::module_& m);      // masker_bindings.cpp
+void register_buffer(pybind11::module_& m);      // buffer_bindings.cpp
 }  // namespace hiper::bindings
