@@ -1,0 +1,149 @@
+"""ALFWorld (text engine): the paper's benchmark.
+
+Games are `game.tw-pddl` files under `<data>/json_2.1.1/<split>/<task folder>/<trial>/`. The
+data root is, in order: the `data_root` argument, `$ALFWORLD_DATA`, or the small sample
+shipped with hiper (`hiper/envs/data/alfworld_sample`, a few valid_unseen games). Point
+`ALFWORLD_DATA` at ALFWorld's official download (`alfworld-download`), or unpack the
+archive of game files with `hiper.envs.alfworld.prepare_data(archive, dest)`.
+
+Reward: 10 on the step that reaches the goal (`info["won"]`), else 0 (SPEC §2.5). The task type of every game
+(pick_and_place_simple, look_at_obj_in_light, ...) is read from its folder name, so success
+can be reported per type.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+
+from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
+
+SPLITS = ("train", "valid_seen", "valid_unseen", "valid_train")
+TASK_TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
+              "pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep", "pick_two_obj_and_place",
+              "pick_and_place_with_movable_recep")
+SAMPLE_ROOT = Path(__file__).parent / "data" / "alfworld_sample"
+_TASK_PREFIX = "Your task is to: "
+WIN_REWARD = 10.0  # the reward of the winning step, as in the HiPER setup (SPEC §2.5)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("ALFWORLD_DATA")
+    return Path(env) if env else SAMPLE_ROOT
+
+
+def task_type_of(game_file: str | os.PathLike) -> str:
+    """The task type, from the task folder `<task_type>-<Object>-<MovableRecep>-<Target>-<scene>`."""
+    return Path(game_file).parent.parent.name.split("-")[0]
+
+
+def traj_data_for(task_folder: str) -> dict:
+    """The `traj_data.json` fields ALFWorld's hand-coded expert reads, rebuilt from the task
+    folder's name (the game files alone do not carry them)."""
+    task_type, obj, mrecep, target, _scene = task_folder.split("-")
+    sliced = obj.endswith("Sliced")
+    look = task_type == "look_at_obj_in_light"
+    return {"task_type": task_type,
+            "pddl_params": {"object_target": obj[: -len("Sliced")] if sliced else obj, "object_sliced": sliced,
+                            "mrecep_target": "" if mrecep == "None" else mrecep,
+                            "parent_target": "" if look else target, "toggle_target": target if look else ""}}
+
+
+def prepare_data(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Unpacks an archive of ALFWorld game files (`.tar.xz` with `alfworld/json_2.1.1/...`)
+    into `dest` and writes the `traj_data.json` the expert needs beside every game. Returns
+    the data root to use as `ALFWORLD_DATA`. Does nothing when already prepared."""
+    dest = Path(dest)
+    root = dest / "alfworld"
+    marker = root / ".hiper-prepared"
+    if marker.is_file():
+        return root
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    for game in root.glob("json_2.1.1/*/*/*/game.tw-pddl"):
+        traj = game.parent / "traj_data.json"
+        if not traj.is_file():
+            traj.write_text(json.dumps(traj_data_for(game.parent.parent.name)))
+    marker.write_text("ok\n")
+    return root
+
+
+def list_games(split: str = "valid_unseen", root: str | os.PathLike | None = None,
+               task_types: tuple[str, ...] | None = None) -> list[Path]:
+    """Sorted game files of a split. Raises FileNotFoundError saying where it looked."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    base = data_root(root)
+    games = sorted((base / "json_2.1.1" / split).glob("*/*/game.tw-pddl"))
+    if task_types is not None:
+        games = [g for g in games if task_type_of(g) in task_types]
+    if not games:
+        raise FileNotFoundError(
+            f"no ALFWorld games for split {split!r} under {base / 'json_2.1.1' / split}. Set ALFWORLD_DATA to the "
+            "directory holding json_2.1.1/ (ALFWorld's download, or hiper.envs.alfworld.prepare_data(archive, dest))")
+    return games
+
+
+class AlfworldEnv(TextEnv):
+    """One ALFWorld game. `expert=True` adds ALFWorld's hand-coded expert: `info["expert_action"]`
+    is its next action (used by tests and to check games are solvable)."""
+
+    name = "alfworld"
+
+    def __init__(self, game_file: str | os.PathLike, max_steps: int = DEFAULT_MAX_STEPS, expert: bool = False):
+        super().__init__(max_steps)
+        self.game_file = Path(game_file)
+        if not self.game_file.is_file():
+            raise FileNotFoundError(f"ALFWorld game not found: {self.game_file}")
+        self.task_type = task_type_of(self.game_file)
+        self.expert = expert
+        self._env = None
+        self._task = ""
+
+    def describe(self) -> str:
+        return f"alfworld:{self.game_file.parent.parent.name}/{self.game_file.parent.name}"
+
+    def _make(self):
+        import textworld
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredInfos
+
+        extras = ["gamefile"] + (["expert_plan"] if self.expert else [])
+        infos = textworld.EnvInfos(won=True, admissible_commands=True, extras=extras)
+        wrappers = [AlfredDemangler(), AlfredInfos] + ([AlfredExpert()] if self.expert else [])
+        return textworld.start(str(self.game_file), request_infos=infos, wrappers=wrappers)
+
+    def _observation(self, state) -> Observation:
+        actions = [a for a in state["admissible_commands"] if a != "help"]
+        return Observation(state["feedback"].strip(), self._task, actions)
+
+    def _info(self, state) -> dict:
+        info = {"won": bool(state["won"]), "task_type": self.task_type}
+        if self.expert:
+            plan = state.get("extra.expert_plan") or []
+            info["expert_action"] = plan[0] if plan else None
+        return info
+
+    def _reset(self, seed: int | None) -> Observation:
+        if self._env is None:
+            self._env = self._make()
+        state = self._env.reset()
+        text = state["feedback"]
+        match = re.search(re.escape(_TASK_PREFIX) + r"(.*)", text)
+        self._task = match.group(1).strip() if match else ""
+        self.last_info = self._info(state)
+        return self._observation(state)
+
+    def _step(self, action: str) -> Step:
+        state, _, done = self._env.step(action)
+        info = self._info(state)
+        self.last_info = info
+        return Step(self._observation(state), WIN_REWARD if info["won"] else 0.0, bool(done) or info["won"], info)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

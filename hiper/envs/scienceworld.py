@@ -1,0 +1,61 @@
+"""ScienceWorld (Java): long-horizon science tasks with subtask scores.
+
+`info["score"]` is the task's 0-100 progress score (subtasks completed), the reward of a step
+its increase, and `info["won"]` is set when the task is completed (score 100). The
+admissible actions are ScienceWorld's valid action-object combinations for the state.
+"""
+from __future__ import annotations
+
+from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
+
+
+def task_names() -> list[str]:
+    from scienceworld import ScienceWorldEnv
+
+    env = ScienceWorldEnv("", envStepLimit=10)
+    try:
+        return list(env.get_task_names())
+    finally:
+        env.close()
+
+
+class ScienceWorldEnv(TextEnv):
+    name = "scienceworld"
+
+    def __init__(self, task: str = "boil", variation: int = 0, simplification: str = "easy",
+                 max_steps: int = DEFAULT_MAX_STEPS):
+        super().__init__(max_steps)
+        self.task, self.variation, self.simplification = task, variation, simplification
+        self._env = None
+        self._score = 0
+
+    def describe(self) -> str:
+        return f"scienceworld:{self.task}#{self.variation}"
+
+    def gold_actions(self) -> list[str]:
+        return list(self._env.get_gold_action_sequence())
+
+    def _reset(self, seed: int | None) -> Observation:
+        from scienceworld import ScienceWorldEnv as Backend
+
+        if self._env is None:
+            self._env = Backend("", envStepLimit=self.max_steps + 1)
+        self._env.load(self.task, self.variation, self.simplification, generateGoldPath=True)
+        obs, info = self._env.reset()
+        self._score = 0
+        self._task_text = self._env.get_task_description()
+        return Observation(obs.strip(), self._task_text, list(info["valid"]))
+
+    def _step(self, action: str) -> Step:
+        obs, _, done, info = self._env.step(action)
+        score = max(int(info["score"]), 0)
+        reward = float(score - self._score)
+        self._score = score
+        won = score >= 100
+        return Step(Observation(obs.strip(), self._task_text, list(info["valid"])), reward, bool(done) or won,
+                    {"won": won, "score": score, "max_score": 100})
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

@@ -1,0 +1,156 @@
+"""The rollout engine: an LLM policy plays a pool of environments in the Plan-Execute format.
+
+Every turn, for the environments still running only: build each prompt (`hiper.format`),
+render it through the chat template, generate all responses in one batched `generate` call,
+parse them (`parse_turn`), step the environments with the parsed actions, and record the turn
+in the C++ `TrajectoryBuffer`. Finished environments cost nothing. Malformed output (garbage,
+an empty response, an action that is not admissible) is recorded as an invalid turn and the
+episode goes on. `run()` returns the packed batch, per-episode results and per-stage timings.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from hiper.buffer import PackedBatch, TrajectoryBuffer
+from hiper.envs import EnvPool
+from hiper.format import SWITCH, PlanExecuteState, build_prompt, parse_turn, render_prompt
+
+
+@dataclass
+class RolloutConfig:
+    max_turns: int = 50
+    max_new_tokens: int = 512
+    max_prompt_length: int = 2048
+    temperature: float = 1.0
+    top_p: float = 1.0
+    do_sample: bool = True
+    history_length: int = 2
+    env: str = "alfworld"  # prompt wording and parsing rules (alfworld / webshop style)
+
+    def __post_init__(self):
+        if self.max_turns <= 0 or self.max_new_tokens <= 0:
+            raise ValueError("max_turns and max_new_tokens must be positive")
+        if not 0.0 < self.top_p <= 1.0 or self.temperature < 0.0:
+            raise ValueError("top_p must be in (0, 1] and temperature >= 0")
+
+
+@dataclass
+class EpisodeResult:
+    env: int
+    won: bool
+    turns: int
+    switches: int
+    invalid: int
+    total_reward: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class RolloutResult:
+    batch: PackedBatch
+    episodes: list[EpisodeResult]
+    timings: dict[str, float]
+
+    @property
+    def success_rate(self) -> float:
+        return sum(e.won for e in self.episodes) / max(1, len(self.episodes))
+
+
+class RolloutEngine:
+    def __init__(self, model, tokenizer, pool: EnvPool, config: RolloutConfig | None = None):
+        self.model, self.tokenizer, self.pool = model, tokenizer, pool
+        self.config = config or RolloutConfig()
+        if tokenizer.pad_token_id is None:
+            raise ValueError("tokenizer: needs a pad token (hiper.models.prepare_tokenizer sets one)")
+        tokenizer.padding_side = "left"
+        self.buffer = TrajectoryBuffer(len(pool), pad_token_id=tokenizer.pad_token_id)
+        # End a turn at the end-of-turn token of the chat template when the tokenizer has one.
+        stop = [tokenizer.eos_token_id]
+        for token in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+            tid = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in stop:
+                stop.append(tid)
+        self.stop_ids = [t for t in stop if t is not None]
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str]):
+        cfg = self.config
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        if enc["input_ids"].shape[1] > cfg.max_prompt_length:
+            raise ValueError(f"max_prompt_length: a prompt has {enc['input_ids'].shape[1]} tokens, more than "
+                             f"{cfg.max_prompt_length}")
+        device = next(self.model.parameters()).device
+        kwargs = dict(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.stop_ids,
+                      pad_token_id=self.tokenizer.pad_token_id, do_sample=cfg.do_sample and cfg.temperature > 0)
+        if kwargs["do_sample"]:
+            kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        out = self.model.generate(input_ids=enc["input_ids"].to(device),
+                                  attention_mask=enc["attention_mask"].to(device), **kwargs)
+        prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"].bool()
+        responses = out[:, prompt_ids.shape[1]:].cpu()
+        # A response runs up to and including its first stop token; the rest is padding.
+        is_stop = torch.isin(responses, torch.tensor(self.stop_ids))
+        after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0
+        response_mask = ~after_stop
+        return prompt_ids, prompt_mask, responses, response_mask
+
+    def run(self, seeds: list[int | None] | None = None) -> RolloutResult:
+        cfg, n = self.config, len(self.pool)
+        timings = {"env": 0.0, "prompt": 0.0, "generate": 0.0, "parse": 0.0, "record": 0.0, "pack": 0.0}
+        self.buffer.clear()
+        t0 = time.perf_counter()
+        observations = self.pool.reset(seeds)
+        timings["env"] += time.perf_counter() - t0
+        states = [PlanExecuteState(task=o.task, history_length=cfg.history_length) for o in observations]
+        episodes = [EpisodeResult(i, False, 0, 0, 0, 0.0) for i in range(n)]
+        active = list(range(n))
+        for _ in range(cfg.max_turns):
+            if not active:
+                break
+            t = time.perf_counter()
+            prompts = [render_prompt(self.tokenizer, build_prompt(states[i], observations[i].text,
+                                                                  observations[i].admissible_actions, cfg.env))
+                       for i in active]
+            timings["prompt"] += time.perf_counter() - t
+            t = time.perf_counter()
+            prompt_ids, prompt_mask, responses, response_mask = self._generate(prompts)
+            timings["generate"] += time.perf_counter() - t
+            t = time.perf_counter()
+            texts = self.tokenizer.batch_decode(responses.masked_fill(~response_mask, self.tokenizer.pad_token_id),
+                                                skip_special_tokens=True)
+            parsed = [parse_turn(text, "webshop" if cfg.env == "webshop" else "alfworld") for text in texts]
+            timings["parse"] += time.perf_counter() - t
+            t = time.perf_counter()
+            steps = self.pool.step({i: p.action for i, p in zip(active, parsed)})
+            timings["env"] += time.perf_counter() - t
+            t = time.perf_counter()
+            rewards = torch.tensor([steps[i].reward for i in active], dtype=torch.float32)
+            # A step cap or the end of the rollout truncates an episode: recorded as not done, so
+            # HAE can bootstrap it; only a real ending (won, lost, game over) is done.
+            dones = torch.tensor([steps[i].done and not steps[i].info.get("truncated", False) for i in active])
+            self.buffer.append(torch.tensor(active), prompt_ids, prompt_mask, responses, response_mask, rewards, dones,
+                               valid=torch.tensor([p.valid for p in parsed]),
+                               is_new_subgoal=torch.tensor([p.switch == SWITCH for p in parsed]))
+            still = []
+            for i, p in zip(active, parsed):
+                step, ep = steps[i], episodes[i]
+                states[i].record(observations[i].text, p)
+                observations[i] = step.observation
+                ep.turns += 1
+                ep.switches += p.switch == SWITCH
+                ep.invalid += not p.valid
+                ep.total_reward += step.reward
+                ep.won = ep.won or bool(step.info.get("won"))
+                ep.info = step.info
+                if not step.done:
+                    still.append(i)
+            active = still
+            timings["record"] += time.perf_counter() - t
+        t = time.perf_counter()
+        batch = self.buffer.pack()
+        timings["pack"] += time.perf_counter() - t
+        timings["total"] = sum(timings.values())
+        return RolloutResult(batch, episodes, timings)
