@@ -6,6 +6,9 @@
                                rollout batch: checks the compiled core against the
                                pure-PyTorch twin, then reports what HAE produced and how long
                                each implementation took.
+    hiper rollout --env {alfworld,textworld,scienceworld} [--envs 4] [--max-turns 10]
+                               an LLM policy (SmolLM2-135M-Instruct offline by default) plays
+                               a few episodes; prints per-episode results and stage timings.
 """
 from __future__ import annotations
 
@@ -74,6 +77,53 @@ def cmd_hae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout_specs(args):
+    from hiper.envs import EnvSpec
+
+    if args.env == "alfworld":
+        from hiper.envs.alfworld import list_games
+
+        games = list_games(args.split)[: args.envs]
+        return [EnvSpec("alfworld", {"game_file": str(g), "max_steps": args.max_turns}) for g in games]
+    if args.env == "textworld":
+        return [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": s},
+                                      "max_steps": args.max_turns}) for s in range(args.envs)]
+    return [EnvSpec("scienceworld", {"task": args.task, "variation": v, "max_steps": args.max_turns})
+            for v in range(args.envs)]
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    import torch
+
+    from hiper import models
+    from hiper.envs import EnvPool
+    from hiper.rollout import RolloutConfig, RolloutEngine
+
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    if args.tiny:
+        from transformers import AutoTokenizer
+
+        tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(models.default_model_dir()))
+        model = models.tiny_random_model(tokenizer)
+    else:
+        model, tokenizer = models.load(args.model)
+    print(f"model loaded in {time.perf_counter() - t0:.1f} s")
+    specs = _rollout_specs(args)
+    config = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, top_p=args.top_p)
+    with EnvPool(specs, num_workers=args.workers) as pool:
+        result = RolloutEngine(model, tokenizer, pool, config).run()
+    for e in result.episodes:
+        print(f"env {e.env}: {'won ' if e.won else 'lost'} turns={e.turns} switches={e.switches} "
+              f"invalid={e.invalid} reward={e.total_reward:g}")
+    b = result.batch
+    print(f"buffer: {b.num_rows} turns, prompts {tuple(b.prompts.shape)}, responses {tuple(b.responses.shape)}")
+    print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+    print(f"success rate: {result.success_rate:.2f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     hae.add_argument("--seed", type=int, default=0)
     hae.add_argument("--repeats", type=int, default=20)
     hae.set_defaults(func=cmd_hae)
+    ro = sub.add_parser("rollout", help="let an LLM policy play a few episodes")
+    ro.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
+    ro.add_argument("--envs", type=int, default=4, help="parallel environments (one episode each)")
+    ro.add_argument("--max-turns", type=int, default=10)
+    ro.add_argument("--max-new-tokens", type=int, default=96)
+    ro.add_argument("--temperature", type=float, default=1.0)
+    ro.add_argument("--top-p", type=float, default=1.0)
+    ro.add_argument("--model", default=None, help="HF name or path (default: SmolLM2-135M-Instruct, offline)")
+    ro.add_argument("--tiny", action="store_true", help="a tiny random model instead (smoke test)")
+    ro.add_argument("--split", default="valid_unseen", help="ALFWorld split")
+    ro.add_argument("--task", default="boil", help="ScienceWorld task")
+    ro.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
+    ro.add_argument("--seed", type=int, default=0)
+    ro.set_defaults(func=cmd_rollout)
     return parser
 
 

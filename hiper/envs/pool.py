@@ -20,7 +20,9 @@ from hiper.envs.base import Observation, Step, TextEnv
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """How to build one environment: kind in {"alfworld", "textworld", "scienceworld"} and keyword arguments."""
+    """How to build one environment: kind in {"alfworld", "textworld", "scienceworld"} and its
+    keyword arguments, or kind "custom" with kwargs {"factory": "module:callable", ...}: any
+    importable callable returning a TextEnv (how to plug in an environment of your own)."""
 
     kind: str
     kwargs: dict = field(default_factory=dict)
@@ -41,7 +43,13 @@ class EnvSpec:
             from hiper.envs.scienceworld import ScienceWorldEnv
 
             return ScienceWorldEnv(**self.kwargs)
-        raise ValueError(f"kind: expected alfworld, textworld or scienceworld, got {self.kind!r}")
+        if self.kind == "custom":
+            import importlib
+
+            kwargs = dict(self.kwargs)
+            module, _, name = kwargs.pop("factory").partition(":")
+            return getattr(importlib.import_module(module), name)(**kwargs)
+        raise ValueError(f"kind: expected alfworld, textworld, scienceworld or custom, got {self.kind!r}")
 
 
 class EnvWorkerError(RuntimeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,15 @@ class TextWorldEnv(TextEnv):
     def _reset(self, seed: int | None) -> Observation:
         import textworld
 
-        if self._env is None:
-            infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True, score=True, max_score=True,
-                                       objective=True)
-            self._env = textworld.start(str(self.game_file), request_infos=infos)
-        state = self._env.reset()
+        with warnings.catch_warnings():
+            # Jericho cannot detect score changes in generated games; TextWorld tracks the
+            # score from its own game state, so the warning does not apply here.
+            warnings.filterwarnings("ignore", message=".*is not fully supported")
+            if self._env is None:
+                infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True, score=True,
+                                           max_score=True, objective=True)
+                self._env = textworld.start(str(self.game_file), request_infos=infos)
+            state = self._env.reset()
         self._task = (state["objective"] or "").strip()
         self._score = 0
         self.max_score = state["max_score"]

@@ -1,0 +1,28 @@
+"""Small environments for the pool tests (importable by spawned worker processes)."""
+import os
+
+from hiper.envs.base import Observation, Step, TextEnv
+
+
+class CountingEnv(TextEnv):
+    """Wins after `goal` steps of the action "inc"."""
+
+    name = "counting"
+
+    def __init__(self, goal: int = 3, crash_on: str | None = None, max_steps: int = 50):
+        super().__init__(max_steps)
+        self.goal, self.crash_on, self.count = goal, crash_on, 0
+
+    def _reset(self, seed):
+        self.count = 0 if seed is None else seed
+        return Observation(f"count {self.count}", "count to the goal", ["inc", "noop"])
+
+    def _step(self, action):
+        if action == self.crash_on:
+            os._exit(3)  # a hard crash of the worker process
+        if action == "raise":
+            raise RuntimeError("the environment broke")
+        self.count += action == "inc"
+        won = self.count >= self.goal
+        return Step(Observation(f"count {self.count}", "count to the goal", ["inc", "noop"]), float(won), won,
+                    {"won": won})
