@@ -2,7 +2,10 @@
 
 `info["score"]` is the task's 0-100 progress score (subtasks completed), the reward of a step
 its increase, and `info["won"]` is set when the task is completed (score 100). The
-admissible actions are ScienceWorld's valid action-object combinations for the state.
+admissible actions are ScienceWorld's valid action-object combinations for the state; they
+can run into the thousands once the agent holds things, so the observation lists at most
+`max_listed_actions` of them (any valid command still works; `info["num_valid_actions"]`
+says how many there were).
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ class ScienceWorldEnv(TextEnv):
     name = "scienceworld"
 
     def __init__(self, task: str = "boil", variation: int = 0, simplification: str = "easy",
-                 max_steps: int = DEFAULT_MAX_STEPS):
+                 max_steps: int = DEFAULT_MAX_STEPS, max_listed_actions: int = 60):
         super().__init__(max_steps)
+        self.max_listed_actions = max_listed_actions
         self.task, self.variation, self.simplification = task, variation, simplification
         self._env = None
         self._score = 0
@@ -44,7 +48,7 @@ class ScienceWorldEnv(TextEnv):
         obs, info = self._env.reset()
         self._score = 0
         self._task_text = self._env.get_task_description()
-        return Observation(obs.strip(), self._task_text, list(info["valid"]))
+        return Observation(obs.strip(), self._task_text, list(info["valid"])[: self.max_listed_actions])
 
     def _step(self, action: str) -> Step:
         obs, _, done, info = self._env.step(action)
@@ -52,8 +56,9 @@ class ScienceWorldEnv(TextEnv):
         reward = float(score - self._score)
         self._score = score
         won = score >= 100
-        return Step(Observation(obs.strip(), self._task_text, list(info["valid"])), reward, bool(done) or won,
-                    {"won": won, "score": score, "max_score": 100})
+        observation = Observation(obs.strip(), self._task_text, list(info["valid"])[: self.max_listed_actions])
+        return Step(observation, reward, bool(done) or won,
+                    {"won": won, "score": score, "max_score": 100, "num_valid_actions": len(info["valid"])})
 
     def close(self) -> None:
         if self._env is not None:
