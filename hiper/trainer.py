@@ -1,0 +1,388 @@
+"""The HiPER training loop: rollout -> span masks -> values and log-probs -> HAE -> critic
+update -> actor update (SPEC §7), on a CPU or a GPU with the same code.
+
+    trainer = Trainer(TrainConfig(env="alfworld", envs=4, steps=2, max_turns=8))
+    trainer.train()            # writes metrics.jsonl and checkpoints under config.run_dir
+
+Every stage is timed; the compiled stages (masks, HAE, packing) are reported together as a
+fraction of the step. Batch padding, if a trainer needs it, must come after advantages: this
+loop never pads (micro-batches are ragged in their last chunk).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from hiper.config import HAEConfig
+from hiper.critic import Critic
+from hiper.integrations.verl import compute_hae_advantage
+from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
+from hiper.masks import SpanMasker
+from hiper.ops.layout import build_layout
+from hiper.policy import response_logprobs
+from hiper.rollout import RolloutConfig, RolloutEngine
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of the authors' ALFWorld run (SPEC §9), with their defaults where
+    they fit a CPU; `envs`, `max_new_tokens` and `steps` are the ones to raise on GPUs."""
+
+    # what to train on
+    env: str = "alfworld"
+    model: str | None = None          # HF name or path; None: SmolLM2-135M-Instruct (offline)
+    tiny_model: bool = False          # a tiny random model (tests, smoke runs)
+    split: str = "train"
+    envs: int = 4                     # environments per step (authors: 128)
+    steps: int = 2                    # training steps (authors: 150)
+    max_turns: int = 50
+    max_new_tokens: int = 512
+    max_prompt_length: int = 2048
+    temperature: float = 1.0
+    top_p: float = 1.0
+    history_length: int = 2
+    # HAE
+    gamma: float = 1.0
+    lam_turn: float = 1.0
+    lam_seg: float = 0.95
+    norm_adv: bool = True
+    bootstrap_truncated: bool = True
+    keep_penalty: float = -0.3
+    keep_penalty_mode: str = "normalized"
+    keep_consistency_penalty: float = -0.3
+    invalid_action_penalty_coef: float = 0.1
+    # optimisation
+    actor_lr: float = 1e-6
+    critic_lr: float = 1e-5
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ppo_epochs: int = 1
+    mini_batch_size: int = 256
+    micro_batch_size: int = 16
+    clip_ratio: float = 0.2
+    clip_ratio_c: float = 3.0
+    entropy_coeff: float = 0.001
+    kl_coef: float = 0.01
+    cliprange_value: float = 0.5
+    high_value_coef: float = 1.0
+    term_value_coef: float = 1.0
+    shared_critic: bool = False
+    # bookkeeping
+    seed: int = 0
+    run_dir: str = "runs/hiper"
+    save_every: int = 1
+    eval_every: int = 0
+    eval_envs: int = 10
+    eval_split: str = "valid_unseen"
+    device: str = "auto"
+    workers: int = 0
+
+    def hae_config(self) -> HAEConfig:
+        return HAEConfig(gamma=self.gamma, lam_turn=self.lam_turn, lam_seg=self.lam_seg, norm_adv=self.norm_adv,
+                         bootstrap_truncated=self.bootstrap_truncated, keep_penalty=self.keep_penalty,
+                         keep_penalty_mode=self.keep_penalty_mode, invalid_action_penalty_coef=self.invalid_action_penalty_coef,
+                         keep_consistency_penalty=self.keep_consistency_penalty)
+
+    def rollout_config(self) -> RolloutConfig:
+        return RolloutConfig(max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
+                             max_prompt_length=self.max_prompt_length, temperature=self.temperature,
+                             top_p=self.top_p, history_length=self.history_length)
+
+
+def env_specs(env: str, count: int, split: str, max_turns: int, offset: int = 0):
+    """`count` environments for one rollout; `offset` walks through the games step by step."""
+    from hiper.envs import EnvSpec
+
+    if env == "alfworld":
+        from hiper.envs.alfworld import list_games
+
+        games = list_games(split)
+        return [EnvSpec("alfworld", {"game_file": str(games[(offset + i) % len(games)]), "max_steps": max_turns})
+                for i in range(count)]
+    if env == "textworld":
+        return [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": offset + i},
+                                      "max_steps": max_turns}) for i in range(count)]
+    if env == "scienceworld":
+        return [EnvSpec("scienceworld", {"task": "boil", "variation": offset + i, "max_steps": max_turns})
+                for i in range(count)]
+    raise ValueError(f"env: expected alfworld, textworld or scienceworld, got {env!r}")
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model=None, tokenizer=None):
+        from hiper import models
+
+        self.config = cfg = config
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        if model is None:
+            if cfg.tiny_model:
+                from transformers import AutoTokenizer
+
+                tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(
+                    cfg.model or models.default_model_dir()))
+                model = models.tiny_random_model(tokenizer, seed=cfg.seed)
+            else:
+                model, tokenizer = models.load(cfg.model)
+        self.actor = model.to(self.device)
+        self.tokenizer = models.prepare_tokenizer(tokenizer)
+        self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+        self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic).to(self.device)
+        self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
+        self.critic_opt = torch.optim.AdamW(self.critic.trainable_parameters(), lr=cfg.critic_lr,
+                                            weight_decay=cfg.weight_decay)
+        self.masker = SpanMasker(self.tokenizer)
+        self.step = 0
+        self.run_dir = Path(cfg.run_dir)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                         and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False))
+
+    # ------------------------------------------------------------------ micro-batched forwards
+    def _chunks(self, n: int):
+        size = self.config.micro_batch_size
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @torch.no_grad()
+    def _forward_all(self, batch, fn):
+        outs = []
+        for sl in self._chunks(batch.num_rows):
+            with self.autocast:
+                outs.append(fn(batch.input_ids[sl].to(self.device), batch.attention_mask[sl].to(self.device)).float())
+        return torch.cat(outs).cpu()
+
+    # ------------------------------------------------------------------ one training step
+    def train_step(self) -> dict:
+        cfg, timings = self.config, {}
+        t = time.perf_counter()
+        from hiper.envs import EnvPool
+
+        specs = env_specs(cfg.env, cfg.envs, cfg.split, cfg.max_turns, offset=self.step * cfg.envs)
+        with EnvPool(specs, num_workers=cfg.workers) as pool:
+            rollout = RolloutEngine(self.actor, self.tokenizer, pool, cfg.rollout_config()).run()
+        batch = rollout.batch
+        timings["rollout"] = time.perf_counter() - t - rollout.timings["pack"]
+        timings["pack"] = rollout.timings["pack"]
+        timings["generate"] = rollout.timings["generate"]
+        R = batch.responses.shape[1]
+
+        t = time.perf_counter()
+        spans = self.masker(batch.responses, batch.response_mask, include_tags=True)
+        layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
+        boundary = torch.from_numpy(layout.is_boundary.copy())
+        vmasks = self.masker(batch.responses, batch.response_mask, is_boundary=boundary,
+                             outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
+        timings["masks"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        values = self._forward_all(batch, lambda ids, am: self.critic.values(ids, am, R))
+        timings["values"] = time.perf_counter() - t
+        t = time.perf_counter()
+        old_logp = self._forward_all(batch, lambda ids, am: response_logprobs(self.actor, ids, am, R))
+        ref_logp = (self._forward_all(batch, lambda ids, am: response_logprobs(self.reference, ids, am, R))
+                    if self.reference is not None else None)
+        timings["logprobs"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        data = SimpleNamespace(
+            batch={"responses": batch.responses, "response_mask": batch.response_mask,
+                   "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
+                   "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
+                   "value_mask_term": vmasks.value_mask_term},
+            non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
+                              "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
+                              "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
+        compute_hae_advantage(data, cfg.hae_config(), spans.action_mask, spans.subgoal_mask, spans.switch_mask)
+        hae = data.batch
+        loss_mask = (hae["hae_lo_mask"] | hae["hae_hi_mask"] | hae["hae_term_mask"]) & batch.response_mask
+        timings["hae"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        critic_stats = self._update_critic(batch, values, hae, vmasks, R)
+        timings["critic_update"] = time.perf_counter() - t
+        t = time.perf_counter()
+        actor_stats = self._update_actor(batch, old_logp, ref_logp, hae["advantages"], loss_mask, R)
+        timings["actor_update"] = time.perf_counter() - t
+
+        self.step += 1
+        timings["total"] = sum(v for k, v in timings.items() if k != "generate")
+        compiled = timings["masks"] + timings["hae"] + timings["pack"]
+        episodes = rollout.episodes
+        metrics = {
+            "step": self.step,
+            "success_rate": rollout.success_rate,
+            "episode_return": float(np.mean([e.total_reward for e in episodes])),
+            "turns": float(np.mean([e.turns for e in episodes])),
+            "switches_per_episode": float(np.mean([e.switches for e in episodes])),
+            "switch_rate": float(spans.is_new_subgoal.float().mean()),
+            "invalid_rate": float(1.0 - batch.is_action_valid.float().mean()),
+            "rows": batch.num_rows,
+            "loss_tokens": int(loss_mask.sum()),
+            **critic_stats, **actor_stats,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "compiled_fraction": compiled / max(timings["total"], 1e-9),
+        }
+        return metrics
+
+    def _minibatches(self, n: int):
+        perm = torch.randperm(n)
+        size = self.config.mini_batch_size
+        return [perm[i:i + size] for i in range(0, n, size)]
+
+    def _update_critic(self, batch, old_values, hae, vmasks, R) -> dict:
+        cfg = self.config
+        resp = batch.response_mask
+        targets = [(0, hae["returns_low"], vmasks.value_mask_low & resp, 1.0),
+                   (1, hae["returns_high"], vmasks.value_mask_high & resp, cfg.high_value_coef),
+                   (2, hae["returns_term"], vmasks.value_mask_term & resp, cfg.term_value_coef)]
+        losses = []
+        for _ in range(cfg.ppo_epochs):
+            for rows in self._minibatches(batch.num_rows):
+                self.critic_opt.zero_grad(set_to_none=True)
+                micro = [rows[i:i + cfg.micro_batch_size] for i in range(0, len(rows), cfg.micro_batch_size)]
+                for idx in micro:
+                    with self.autocast:
+                        v = self.critic.values(batch.input_ids[idx].to(self.device),
+                                               batch.attention_mask[idx].to(self.device), R).float().cpu()
+                    loss = torch.zeros(())
+                    for h, ret, mask, coef in targets:
+                        if mask[idx].any():  # a head with no target position in this micro-batch adds nothing
+                            loss = loss + coef * clipped_value_loss(v[..., h], old_values[idx][..., h], ret[idx],
+                                                                    mask[idx], cfg.cliprange_value)
+                    (loss / len(micro)).backward()
+                    losses.append(loss.item())
+                torch.nn.utils.clip_grad_norm_(self.critic.trainable_parameters(), cfg.grad_clip)
+                self.critic_opt.step()
+        return {"critic_loss": float(np.mean(losses)) if losses else 0.0}
+
+    def _update_actor(self, batch, old_logp, ref_logp, advantages, loss_mask, R) -> dict:
+        cfg = self.config
+        stats = {"pg_loss": [], "entropy": [], "kl": [], "clip_frac": []}
+        for _ in range(cfg.ppo_epochs):
+            for rows in self._minibatches(batch.num_rows):
+                self.actor_opt.zero_grad(set_to_none=True)
+                micro = [rows[i:i + cfg.micro_batch_size] for i in range(0, len(rows), cfg.micro_batch_size)]
+                for idx in micro:
+                    mask = loss_mask[idx]
+                    with self.autocast:
+                        logp, entropy = response_logprobs(self.actor, batch.input_ids[idx].to(self.device),
+                                                          batch.attention_mask[idx].to(self.device), R,
+                                                          with_entropy=True)
+                    logp, entropy = logp.float().cpu(), entropy.float().cpu()
+                    pg, pg_stats = ppo_policy_loss(logp, old_logp[idx], advantages[idx], mask, cfg.clip_ratio,
+                                                   cfg.clip_ratio_c)
+                    ent = masked_mean(entropy, mask)
+                    loss = pg - cfg.entropy_coeff * ent
+                    if ref_logp is not None:
+                        kl = masked_mean(low_var_kl(logp, ref_logp[idx]), mask)
+                        loss = loss + cfg.kl_coef * kl
+                        stats["kl"].append(kl.item())
+                    (loss / len(micro)).backward()
+                    stats["pg_loss"].append(pg.item())
+                    stats["entropy"].append(ent.item())
+                    stats["clip_frac"].append(pg_stats["clip_frac"])
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+                self.actor_opt.step()
+        return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Writes run_dir/checkpoint (actor and critic weights in safetensors, optimiser, RNG
+        and step) to a temporary directory first and renames it into place."""
+        from safetensors.torch import save_file
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        target = self.run_dir / "checkpoint"
+        tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=self.run_dir))
+        self.actor.save_pretrained(tmp / "actor")
+        self.tokenizer.save_pretrained(tmp / "actor")
+        critic_state = {k: v.contiguous() for k, v in self.critic.state_dict().items()
+                        if not (self.critic.shared and k.startswith("backbone."))}
+        save_file(critic_state, str(tmp / "critic.safetensors"))
+        torch.save({"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                    "rng": _rng_state(), "step": self.step, "config": dataclasses.asdict(self.config)},
+                   tmp / "trainer_state.pt")
+        old = self.run_dir / ".checkpoint-old"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+
+        path = Path(path) if path is not None else self.run_dir / "checkpoint"
+        if not (path / "trainer_state.pt").is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        actor = AutoModelForCausalLM.from_pretrained(path / "actor", dtype=torch.float32)
+        self.actor.load_state_dict(actor.state_dict())
+        self.critic.load_state_dict(load_file(str(path / "critic.safetensors")), strict=not self.critic.shared)
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        _set_rng_state(state["rng"])
+        self.step = state["step"]
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: bool = False, log=print) -> list[dict]:
+        cfg = self.config
+        if resume:
+            self.load_checkpoint()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        history = []
+        while self.step < cfg.steps:
+            metrics = self.train_step()
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                from hiper.evaluate import evaluate
+
+                metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs, cfg.eval_split,
+                                           cfg.max_turns, cfg.max_new_tokens)
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            history.append(metrics)
+            if log is not None:
+                tm = metrics["timings"]
+                log(f"step {metrics['step']}/{cfg.steps}: success {metrics['success_rate']:.2f} "
+                    f"return {metrics['episode_return']:.2f} invalid {metrics['invalid_rate']:.2f} "
+                    f"critic {metrics['critic_loss']:.4f} pg {metrics['pg_loss']:.4f} | "
+                    + " ".join(f"{k} {v:.2f}s" for k, v in tm.items())
+                    + f" | masks+HAE+pack {100 * metrics['compiled_fraction']:.3f}% of the step")
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save_checkpoint()
+        return history
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"config: unknown keys {sorted(unknown)}")
+    return TrainConfig(**values)
+
