@@ -6,6 +6,10 @@
                                rollout batch: checks the compiled core against the
                                pure-PyTorch twin, then reports what HAE produced and how long
                                each implementation took.
+    hiper train --env alfworld [--config run.yaml] [--envs 4 --steps 2 --max-turns 8 ...] [--resume]
+                               PPO with HAE; every TrainConfig field is a flag (see README)
+    hiper eval --checkpoint RUN/checkpoint [--split valid_unseen --episodes 10]
+                               success overall and per task type, turns, switches, invalid rate
     hiper rollout --env {alfworld,textworld,scienceworld} [--envs 4] [--max-turns 10]
                                an LLM policy (SmolLM2-135M-Instruct offline by default) plays
                                a few episodes; prints per-episode results and stage timings.
@@ -124,6 +128,67 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (`--max-turns 8`, `--norm-adv false`, ...)."""
+    import dataclasses
+
+    from hiper.trainer import TrainConfig
+
+    def boolean(text: str) -> bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+    for f in dataclasses.fields(TrainConfig):
+        kind = {bool: boolean, int: int, float: float}.get(type(f.default), str)
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                            help=f"(default: {f.default})")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hiper.trainer import Trainer, TrainConfig, config_from_dict
+
+    values: dict = {}
+    if args.config:
+        import yaml
+
+        with open(args.config) as f:
+            values.update(yaml.safe_load(f) or {})
+    for f in dataclasses.fields(TrainConfig):
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    config = config_from_dict(values)
+    t0 = time.perf_counter()
+    trainer = Trainer(config)
+    print(f"set up in {time.perf_counter() - t0:.1f} s; training {config.steps} step(s) on {config.env} with "
+          f"{config.envs} environments, run directory {config.run_dir}")
+    trainer.train(resume=args.resume)
+    print(f"done in {time.perf_counter() - t0:.1f} s; metrics in {config.run_dir}/metrics.jsonl, "
+          f"checkpoint in {config.run_dir}/checkpoint")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from hiper import models
+    from hiper.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    path = Path(args.checkpoint)
+    model, tokenizer = models.load(path / "actor" if (path / "actor").is_dir() else path)
+    report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
+                      workers=args.workers)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
     ro.add_argument("--seed", type=int, default=0)
     ro.set_defaults(func=cmd_rollout)
+    tr = sub.add_parser("train", help="train a policy with PPO and HAE")
+    tr.add_argument("--config", help="YAML file of TrainConfig fields; flags override it")
+    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
+    _add_config_flags(tr)
+    tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="evaluate a checkpoint")
+    ev.add_argument("--checkpoint", required=True, help="a run's checkpoint directory (or any model path)")
+    ev.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
+    ev.add_argument("--split", default="valid_unseen")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--max-turns", type=int, default=50)
+    ev.add_argument("--max-new-tokens", type=int, default=128)
+    ev.add_argument("--workers", type=int, default=0)
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -69,9 +69,14 @@ def test_full_alfworld_data_from_the_shared_archive(tmp_path_factory):
 
 
 def test_missing_alfworld_data_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="ALFWORLD_DATA"):
-        alf.list_games("valid_unseen")
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"split 'train' under .*alfworld_sample.*ALFWORLD_DATA"):
+        alf.list_games("train")
+    with pytest.raises(FileNotFoundError, match="split 'train' under " + str(tmp_path)):
+        alf.list_games("train", root=tmp_path)
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))  # set but empty: warn, use the sample
+    with pytest.warns(UserWarning, match="holds no json_2.1.1"):
+        assert alf.list_games("valid_unseen")
 
 
 def test_textworld_cooking_walkthrough_wins(tmp_path, monkeypatch):

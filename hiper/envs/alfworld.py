@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tarfile
+import warnings
 from pathlib import Path
 
 from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
@@ -30,10 +31,17 @@ WIN_REWARD = 10.0  # the reward of the winning step, as in the HiPER setup (SPEC
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The directory holding json_2.1.1/: `root`, else $ALFWORLD_DATA when it holds one, else
+    the packaged sample. (Importing the alfworld package sets ALFWORLD_DATA to
+    ~/.cache/alfworld when unset, whether or not anything was downloaded there.)"""
     if root is not None:
         return Path(root)
     env = os.environ.get("ALFWORLD_DATA")
-    return Path(env) if env else SAMPLE_ROOT
+    if env and (Path(env) / "json_2.1.1").is_dir():
+        return Path(env)
+    if env and Path(env).resolve() != (Path.home() / ".cache" / "alfworld").resolve():
+        warnings.warn(f"ALFWORLD_DATA={env} holds no json_2.1.1/; using hiper's sample games", stacklevel=2)
+    return SAMPLE_ROOT
 
 
 def task_type_of(game_file: str | os.PathLike) -> str:
@@ -82,9 +90,11 @@ def list_games(split: str = "valid_unseen", root: str | os.PathLike | None = Non
     if task_types is not None:
         games = [g for g in games if task_type_of(g) in task_types]
     if not games:
+        sample = " (hiper's sample holds valid_unseen games only)" if base == SAMPLE_ROOT else ""
         raise FileNotFoundError(
-            f"no ALFWorld games for split {split!r} under {base / 'json_2.1.1' / split}. Set ALFWORLD_DATA to the "
-            "directory holding json_2.1.1/ (ALFWorld's download, or hiper.envs.alfworld.prepare_data(archive, dest))")
+            f"no ALFWorld games for split {split!r} under {base / 'json_2.1.1' / split}{sample}. Set ALFWORLD_DATA "
+            "to the directory holding json_2.1.1/ (ALFWorld's download, or hiper.envs.alfworld.prepare_data(archive, "
+            "dest) on an archive of the game files)")
     return games
 
 
