@@ -10,6 +10,7 @@
                                PPO with HAE; every TrainConfig field is a flag (see README)
     hiper eval --checkpoint RUN/checkpoint [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
+    hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
     hiper rollout --env {alfworld,textworld,scienceworld} [--envs 4] [--max-turns 10]
                                an LLM policy (SmolLM2-135M-Instruct offline by default) plays
                                a few episodes; prints per-episode results and stage timings.
@@ -189,6 +190,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from hiper.plot import plot_run
+
+    print(plot_run(args.run_dir, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=128)
     ev.add_argument("--workers", type=int, default=0)
     ev.set_defaults(func=cmd_eval)
+    pl = sub.add_parser("plot", help="learning curves of a run to PNG")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", default=None)
+    pl.set_defaults(func=cmd_plot)
     return parser
 
 

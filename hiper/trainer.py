@@ -357,6 +357,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         history = []
+        writer = _tensorboard(self.run_dir)
+        progress = _progress(cfg.steps, self.step, enabled=log is not None)
         while self.step < cfg.steps:
             metrics = self.train_step()
             if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -367,6 +369,14 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             history.append(metrics)
+            if writer is not None:
+                for key, value in _scalars(metrics):
+                    writer.add_scalar(key, value, self.step)
+                writer.flush()
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(success=f"{metrics['success_rate']:.2f}",
+                                     step_s=f"{metrics['timings']['total']:.1f}")
             if log is not None:
                 tm = metrics["timings"]
                 log(f"step {metrics['step']}/{cfg.steps}: success {metrics['success_rate']:.2f} "
@@ -376,7 +386,37 @@ class Trainer:
                     + f" | masks+HAE+pack {100 * metrics['compiled_fraction']:.3f}% of the step")
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
+        if progress is not None:
+            progress.close()
+        if writer is not None:
+            writer.close()
         return history
+
+
+def _scalars(metrics: dict, prefix: str = ""):
+    """Flattened numeric metrics, e.g. ("timings/generate", 3.2), for TensorBoard."""
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{key}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield prefix + key, float(value)
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer in run_dir/tensorboard, when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _progress(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="training", unit="step")
 
 
 def config_from_dict(values: dict) -> TrainConfig:

@@ -85,3 +85,13 @@ def test_bad_config():
 
     with pytest.raises(ValueError, match="unknown keys"):
         config_from_dict({"lr": 1.0})
+
+
+def test_plot_and_tensorboard(tmp_path):
+    pytest.importorskip("matplotlib")
+    trainer = Trainer(tiny_config(tmp_path, steps=1, save_every=0))
+    trainer.train(log=None)
+    assert main(["plot", trainer.config.run_dir]) == 0
+    assert (Path(trainer.config.run_dir) / "curves.png").stat().st_size > 1000
+    if pytest.importorskip("tensorboard"):
+        assert any((Path(trainer.config.run_dir) / "tensorboard").iterdir())
