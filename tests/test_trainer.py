@@ -95,3 +95,12 @@ def test_plot_and_tensorboard(tmp_path):
     assert (Path(trainer.config.run_dir) / "curves.png").stat().st_size > 1000
     if pytest.importorskip("tensorboard"):
         assert any((Path(trainer.config.run_dir) / "tensorboard").iterdir())
+
+
+@pytest.mark.slow
+def test_smollm2_training_step(tmp_path):
+    """The offline default model through one step (slow: minutes on a CPU; not in CI)."""
+    trainer = Trainer(TrainConfig(env="alfworld", split="valid_unseen", envs=2, steps=1, max_turns=2,
+                                  max_new_tokens=48, run_dir=str(tmp_path / "run")))
+    (metrics,) = trainer.train(log=None)
+    assert torch.isfinite(torch.tensor(metrics["critic_loss"])) and metrics["rows"] > 0
