@@ -26,7 +26,7 @@ def play_expert(env, limit=100):
 
 def test_packaged_alfworld_sample_is_winnable_by_the_expert():
     games = alf.list_games("valid_unseen", alf.SAMPLE_ROOT)
-    assert len(games) >= 6
+    assert len(games) >= 6 and len(alf.list_games("train", alf.SAMPLE_ROOT)) >= 6
     assert {alf.task_type_of(g) for g in games} <= set(alf.TASK_TYPES)
     for game in games[:2]:
         env = alf.AlfworldEnv(game, expert=True)
@@ -70,8 +70,8 @@ def test_full_alfworld_data_from_the_shared_archive(tmp_path_factory):
 
 def test_missing_alfworld_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("ALFWORLD_DATA", raising=False)
-    with pytest.raises(FileNotFoundError, match=r"split 'train' under .*alfworld_sample.*ALFWORLD_DATA"):
-        alf.list_games("train")
+    with pytest.raises(FileNotFoundError, match=r"split 'valid_train' under .*alfworld_sample.*ALFWORLD_DATA"):
+        alf.list_games("valid_train")
     with pytest.raises(FileNotFoundError, match="split 'train' under " + str(tmp_path)):
         alf.list_games("train", root=tmp_path)
     monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))  # set but empty: warn, use the sample

@@ -2,7 +2,8 @@
 
 Games are `game.tw-pddl` files under `<data>/json_2.1.1/<split>/<task folder>/<trial>/`. The
 data root is, in order: the `data_root` argument, `$ALFWORLD_DATA`, or the small sample
-shipped with hiper (`hiper/envs/data/alfworld_sample`, a few valid_unseen games). Point
+shipped with hiper (`hiper/envs/data/alfworld_sample`: one game per task type of the train and
+valid_unseen splits). Point
 `ALFWORLD_DATA` at ALFWorld's official download (`alfworld-download`), or unpack the
 archive of game files with `hiper.envs.alfworld.prepare_data(archive, dest)`.
 
@@ -90,7 +91,7 @@ def list_games(split: str = "valid_unseen", root: str | os.PathLike | None = Non
     if task_types is not None:
         games = [g for g in games if task_type_of(g) in task_types]
     if not games:
-        sample = " (hiper's sample holds valid_unseen games only)" if base == SAMPLE_ROOT else ""
+        sample = " (hiper's sample holds a few train and valid_unseen games only)" if base == SAMPLE_ROOT else ""
         raise FileNotFoundError(
             f"no ALFWorld games for split {split!r} under {base / 'json_2.1.1' / split}{sample}. Set ALFWORLD_DATA "
             "to the directory holding json_2.1.1/ (ALFWorld's download, or hiper.envs.alfworld.prepare_data(archive, "
