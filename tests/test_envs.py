@@ -156,3 +156,15 @@ def test_pool_bad_input():
             pool.step({5: "inc"})
     with pytest.raises(ValueError, match="kind"):
         EnvSpec("minecraft").make()
+
+
+def test_pool_reports_a_worker_that_died_between_calls():
+    with EnvPool(counting_specs(2), num_workers=2, timeout=60) as pool:
+        pool.reset([0, 0])
+        proc, _ = pool._workers[0]
+        proc.kill()
+        proc.join()
+        with pytest.raises(EnvWorkerError, match="worker 0"):
+            pool.step({0: "inc"})
+        pool.reset([0, 0])
+        assert pool.step({0: "inc"})[0].observation.text == "count 1"

@@ -113,6 +113,13 @@ class EnvPool:
         child.close()
         return proc, parent
 
+    def _restart(self, w: int) -> None:
+        proc, conn = self._workers[w]
+        proc.kill()
+        proc.join()
+        conn.close()
+        self._workers[w] = self._start(w)
+
     def _describe(self, indices) -> str:
         return ", ".join(f"#{i} {self.specs[i].kind} {self.specs[i].kwargs} seed={self._seeds.get(i)}" for i in indices)
 
@@ -130,7 +137,12 @@ class EnvPool:
         for idx, arg in payload.items():
             by_worker.setdefault(self._owner[idx], {})[idx] = arg
         for w, part in by_worker.items():
-            self._workers[w][1].send((cmd, part))
+            try:
+                self._workers[w][1].send((cmd, part))
+            except (OSError, BrokenPipeError) as exc:  # the worker died since the last call
+                self._restart(w)
+                raise EnvWorkerError(f"worker {w} was dead before {cmd} ({exc}); restarted. Lost episodes: "
+                                     f"{self._describe(part)}") from exc
         out: dict[int, Any] = {}
         for w, part in by_worker.items():
             proc, conn = self._workers[w]
@@ -139,9 +151,7 @@ class EnvPool:
                     raise TimeoutError(f"no answer within {self.timeout} s")
                 out.update(conn.recv())
             except (EOFError, OSError, TimeoutError) as exc:
-                proc.kill()
-                proc.join()
-                self._workers[w] = self._start(w)
+                self._restart(w)
                 raise EnvWorkerError(f"worker {w} failed during {cmd} ({exc}); restarted. Lost episodes: "
                                      f"{self._describe(part)}") from exc
         for idx, res in out.items():
