@@ -29,7 +29,8 @@ def make_calls(num_envs, max_turns, prompt_len, response_len, seed=0):
         p = rng.integers(prompt_len // 2, prompt_len + 1, size=k)
         r = rng.integers(8, response_len + 1, size=k)
         calls.append(dict(
-            env_ids=torch.from_numpy(envs), prompt_tokens=torch.from_numpy(rng.integers(1, 49152, size=(k, prompt_len))),
+            env_ids=torch.from_numpy(envs),
+            prompt_tokens=torch.from_numpy(rng.integers(1, 49152, size=(k, prompt_len))),
             prompt_mask=torch.from_numpy(np.arange(prompt_len)[None] >= (prompt_len - p)[:, None]),
             response_tokens=torch.from_numpy(rng.integers(1, 49152, size=(k, response_len))),
             response_mask=torch.from_numpy(np.arange(response_len)[None] < r[:, None]),

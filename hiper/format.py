@@ -40,7 +40,8 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 
 def format_turn(switch: str, subgoal: str, action: str) -> str:
     """A well-formed response (used by demos, tests and scripted agents)."""
-    return f"{SWITCH_OPEN}{switch}{SWITCH_CLOSE}\n{SUBGOAL_OPEN}{subgoal}{SUBGOAL_CLOSE}\n{ACTION_OPEN}{action}{ACTION_CLOSE}"
+    return (f"{SWITCH_OPEN}{switch}{SWITCH_CLOSE}\n{SUBGOAL_OPEN}{subgoal}{SUBGOAL_CLOSE}\n"
+            f"{ACTION_OPEN}{action}{ACTION_CLOSE}")
 
 
 # ---------------------------------------------------------------------------------------------

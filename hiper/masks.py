@@ -103,7 +103,8 @@ class SpanMasker:
         tok = token_ids(responses, "responses")
         resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
         if resp.shape != tok.shape:
-            raise ValueError(f"response_mask: expected shape {tuple(tok.shape)} like responses, got {tuple(resp.shape)}")
+            raise ValueError(f"response_mask: expected shape {tuple(tok.shape)} like responses, "
+                             f"got {tuple(resp.shape)}")
         boundary = optional_numpy(is_boundary, "is_boundary", BOOL, ndim=1)
         if "value_mask_high" in outputs and boundary is None:
             raise ValueError("is_boundary: required for value_mask_high")

@@ -92,7 +92,8 @@ class TrainConfig:
     def hae_config(self) -> HAEConfig:
         return HAEConfig(gamma=self.gamma, lam_turn=self.lam_turn, lam_seg=self.lam_seg, norm_adv=self.norm_adv,
                          bootstrap_truncated=self.bootstrap_truncated, keep_penalty=self.keep_penalty,
-                         keep_penalty_mode=self.keep_penalty_mode, invalid_action_penalty_coef=self.invalid_action_penalty_coef,
+                         keep_penalty_mode=self.keep_penalty_mode,
+                         invalid_action_penalty_coef=self.invalid_action_penalty_coef,
                          keep_consistency_penalty=self.keep_consistency_penalty)
 
     def rollout_config(self) -> RolloutConfig:

@@ -1,7 +1,6 @@
 """Real environments (ALFWorld, TextWorld, ScienceWorld) and the worker pool."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

@@ -23,13 +23,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
      ParsedTurn(" i will now go to the kitchen counter"[-20:], "", "", False)),
     # no switch block: invalid; the subgoal falls back to the action's tail (WebShop: "None")
     ("<subgoal>s</subgoal><action>take the very long named object from the shelf 1</action>", "alfworld",
-     ParsedTurn("take the very long named object from the shelf 1", "take the very long named object from the shelf 1"[-30:],
-                "", False)),
+     ParsedTurn("take the very long named object from the shelf 1",
+                "take the very long named object from the shelf 1"[-30:], "", False)),
     ("<subgoal>s</subgoal><action>click[buy now]</action>", "webshop", ParsedTurn("click[buy now]", "None", "", False)),
     # unreadable decision: invalid, no subgoal (WebShop reads it as KEEP)
     ("<switch>KEEP OR SWITCH</switch><subgoal>s</subgoal><action>look</action>", "alfworld",
      ParsedTurn("look", "", "", False)),
-    ("<switch>maybe</switch><subgoal>s</subgoal><action>look</action>", "webshop", ParsedTurn("look", "", "KEEP", False)),
+    ("<switch>maybe</switch><subgoal>s</subgoal><action>look</action>", "webshop",
+     ParsedTurn("look", "", "KEEP", False)),
     # valid decision but no subgoal block
     ("<switch>KEEP</switch><action>look</action>", "alfworld", ParsedTurn("look", "", "KEEP", False)),
     # CJK anywhere makes the turn invalid, but everything else is still read

@@ -236,7 +236,8 @@ def compute_value_mask(data: Any, tokenizer):
                               _require(meta, "turn_idx", "non_tensor_batch"),
                               _require(meta, "switch", "non_tensor_batch"))
     if boundary.shape[0] != responses.shape[0]:
-        raise ValueError(f"non_tensor_batch: expected {responses.shape[0]} rows like responses, got {boundary.shape[0]}")
+        raise ValueError(f"non_tensor_batch: expected {responses.shape[0]} rows like responses, "
+                         f"got {boundary.shape[0]}")
     m = span_masker_for(tokenizer)(responses.cpu(), response_mask.cpu(), is_boundary=boundary,
                                    outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
     return m.value_mask_high.to(device), m.value_mask_low.to(device), m.value_mask_term.to(device)
