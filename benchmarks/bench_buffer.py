@@ -9,14 +9,13 @@ a trainer needs. Timed side by side in one process after checking both give the 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 from hiper.buffer import TrajectoryBuffer
 from hiper.reference.buffer_lists import ListTrajectoryBuffer
+from timing import median_ms  # benchmarks/timing.py
 
 
 def make_calls(num_envs, max_turns, prompt_len, response_len, seed=0):
@@ -39,14 +38,6 @@ def make_calls(num_envs, max_turns, prompt_len, response_len, seed=0):
     return calls
 
 
-def timeit(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -74,7 +65,7 @@ def main() -> None:
 
     got, want = run_ours(), run_lists()
     same = all(torch.equal(getattr(got, k), v) for k, v in want.items())
-    t_ours, t_lists = timeit(run_ours, args.repeats), timeit(run_lists, max(1, args.repeats // 2))
+    t_ours, t_lists = median_ms(run_ours, args.repeats), median_ms(run_lists, max(1, args.repeats // 2))
     print(f"{args.envs} environments, up to {args.turns} turns: {got.num_rows} turns, prompts ≤ {args.prompt_length} "
           f"and responses ≤ {args.response_length} tokens; identical tensors: {same}\n")
     print(f"{'append every turn + pack':40s} {'ms':>9s}")

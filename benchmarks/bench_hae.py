@@ -13,8 +13,6 @@ the same shapes, and writing the same bytes into reused buffers.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ import hiper
 from hiper.integrations.verl import compute_hae_advantage
 from hiper.reference import hae_loops, hae_torch
 from hiper.synthetic import synthetic_rollout_batch
+from timing import median_ms  # benchmarks/timing.py
 
 FLOAT_KEYS = ["advantages", "advantages_low", "advantages_high", "advantages_term", "returns_low", "returns_high",
               "returns_term"]
@@ -32,16 +31,6 @@ CONFIG = hiper.HAEConfig(gamma=1.0, lam_turn=1.0, lam_seg=0.95, norm_adv=True, b
                          keep_consistency_penalty=-0.3)
 
 
-def timeit(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def per_turn_inputs(b):
@@ -125,25 +114,26 @@ def bench(num_traj: int, repeats: int, skip_loops: bool) -> list[tuple[str, floa
 
     rows = [("turns (N)", float(n)), ("tokens per row (L)", float(length)),
             ("output MB", 10 * n * length * (len(FLOAT_KEYS) * 4 + len(MASK_KEYS)) / 10 / 2**20)]
-    rows.append(("(a) per-turn core: C++", timeit(lambda: core_per_turn(d), repeats)))
-    rows.append(("(a) per-turn core: PyTorch twin", timeit(lambda: twin_per_turn(dt), repeats)))
+    rows.append(("(a) per-turn core: C++", median_ms(lambda: core_per_turn(d), repeats)))
+    rows.append(("(a) per-turn core: PyTorch twin", median_ms(lambda: twin_per_turn(dt), repeats)))
     if not skip_loops:
-        rows.append(("(a) per-turn core: Python loops", timeit(lambda: loops_per_turn(d), max(1, repeats // 10), 0)))
-    rows.append(("floor: allocate + write outputs", timeit(lambda: fresh_floor((n, length), floor_holder), repeats)))
-    rows.append(("floor: write reused buffers", timeit(lambda: reused_floor(bufs), repeats)))
-    rows.append(("(b) full: C++, fresh outputs", timeit(lambda: compute_hae_advantage(b, CONFIG, **masks), repeats)))
+        rows.append(("(a) per-turn core: Python loops", median_ms(lambda: loops_per_turn(d), max(1, repeats // 10), 0)))
+    rows.append(("floor: allocate + write outputs", median_ms(lambda: fresh_floor((n, length), floor_holder), repeats)))
+    rows.append(("floor: write reused buffers", median_ms(lambda: reused_floor(bufs), repeats)))
+    rows.append(("(b) full: C++, fresh outputs", median_ms(lambda: compute_hae_advantage(b, CONFIG, **masks), repeats)))
     rows.append(("(b) full: C++, reused buffers",
-                 timeit(lambda: compute_hae_advantage(b, CONFIG, **masks, out=bufs), repeats)))
+                 median_ms(lambda: compute_hae_advantage(b, CONFIG, **masks, out=bufs), repeats)))
     rows.append(("(b) full: PyTorch twin, fresh outputs",
-                 timeit(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks),
+                 median_ms(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks),
                         repeats)))
     rows.append(("(b) full: PyTorch twin, reused buffers",
-                 timeit(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks,
+                 median_ms(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks,
                                                                 out=twin_bufs), repeats)))
     if not skip_loops:
-        rows.append(("(b) full: Python loops",
-                     timeit(lambda: hae_loops.compute_hae_advantage(np_batch, b.non_tensor_batch, CONFIG, **np_masks),
-                            max(1, repeats // 10), 0)))
+        def loops_full():
+            return hae_loops.compute_hae_advantage(np_batch, b.non_tensor_batch, CONFIG, **np_masks)
+
+        rows.append(("(b) full: Python loops", median_ms(loops_full, max(1, repeats // 10), 0)))
     return rows
 
 

@@ -11,7 +11,6 @@ outputs. Also times building the masker from the tokenizer.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from transformers import AutoTokenizer
 import hiper
 from hiper.format import format_turn
 from hiper.reference import masks_decode
+from timing import median_ms  # benchmarks/timing.py
 
 TOKENIZER = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "smollm2_tokenizer"
 WORDS = ("go to the countertop open drawer take apple from cabinet heat mug with microwave clean knife in "
@@ -72,14 +72,6 @@ def large_vocab_tokenizer(size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok)
 
 
-def timeit(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -104,9 +96,9 @@ def main() -> None:
     boundary = torch.from_numpy(rng.random(n) < 0.5)
     lengths = mask.sum(1).float()
 
-    build_ms = timeit(lambda: hiper.SpanMasker(tok), 5)
+    build_ms = median_ms(lambda: hiper.SpanMasker(tok), 5)
     big = large_vocab_tokenizer(151_000)
-    build_big_ms = timeit(lambda: hiper.SpanMasker(big), 3)
+    build_big_ms = median_ms(lambda: hiper.SpanMasker(big), 3)
     masker = hiper.SpanMasker(tok)
     outputs = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal", "value_mask_high", "value_mask_low",
                "value_mask_term")
@@ -129,8 +121,8 @@ def main() -> None:
     def floor():
         holder["x"] = [torch.empty(n, length, dtype=torch.bool).fill_(True) for _ in range(6)]
 
-    ours_ms = timeit(ours, args.repeats)
-    floor_ms = timeit(floor, args.repeats)
+    ours_ms = median_ms(ours, args.repeats)
+    floor_ms = median_ms(floor, args.repeats)
     print(f"hiper {hiper.__version__}, SmolLM2 tokenizer ({len(tok)} tokens), {torch.get_num_threads()} threads")
     print(f"{n} responses x {length} tokens (mean {lengths.mean():.0f}, max {lengths.max():.0f} valid); "
           f"masks identical to the reference on {m} responses: {same}\n")
