@@ -1,6 +1,7 @@
 """Evaluation: a policy plays held-out episodes; success overall and per task type.
 
-`evaluate(model, tokenizer, env="alfworld", episodes=10, split="valid_unseen")` samples with
+`evaluate(model, tokenizer, env="alfworld", episodes=10, split="valid_unseen")` plays games
+spread evenly over the split (so every task type is represented) and samples with
 temperature 0.4, as the authors validate, and reports the success rate overall and per task
 type (ALFWorld), average turns, switches per episode and the invalid-format rate.
 """
@@ -17,7 +18,7 @@ def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split:
     from hiper.rollout import RolloutConfig, RolloutEngine
     from hiper.trainer import env_specs
 
-    specs = env_specs(env, episodes, split, max_turns)
+    specs = env_specs(env, episodes, split, max_turns, spread=True)
     config = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new_tokens, temperature=temperature)
     with EnvPool(specs, num_workers=workers) as pool:
         result = RolloutEngine(model, tokenizer, pool, config).run()

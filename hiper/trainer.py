@@ -103,16 +103,19 @@ class TrainConfig:
                              top_p=self.top_p, history_length=self.history_length)
 
 
-def env_specs(env: str, count: int, split: str, max_turns: int, offset: int = 0):
-    """`count` environments for one rollout; `offset` walks through the games step by step."""
+def env_specs(env: str, count: int, split: str, max_turns: int, offset: int = 0, spread: bool = False):
+    """`count` environments for one rollout; `offset` walks through the games step by step.
+    `spread` picks ALFWorld games evenly over the (sorted) split instead, so a small
+    evaluation covers every task type rather than the first one alphabetically."""
     from hiper.envs import EnvSpec
 
     if env == "alfworld":
         from hiper.envs.alfworld import list_games
 
         games = list_games(split)
-        return [EnvSpec("alfworld", {"game_file": str(games[(offset + i) % len(games)]), "max_steps": max_turns})
+        pick = [(i * len(games)) // count if spread and count <= len(games) else (offset + i) % len(games)
                 for i in range(count)]
+        return [EnvSpec("alfworld", {"game_file": str(games[k]), "max_steps": max_turns}) for k in pick]
     if env == "textworld":
         return [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": offset + i},
                                       "max_steps": max_turns}) for i in range(count)]

@@ -104,3 +104,12 @@ def test_smollm2_training_step(tmp_path):
                                   max_new_tokens=48, run_dir=str(tmp_path / "run")))
     (metrics,) = trainer.train(log=None)
     assert torch.isfinite(torch.tensor(metrics["critic_loss"])) and metrics["rows"] > 0
+
+
+def test_evaluation_games_spread_over_task_types():
+    from hiper.envs.alfworld import SAMPLE_ROOT, task_type_of
+    from hiper.trainer import env_specs
+
+    specs = env_specs("alfworld", 3, "valid_unseen", 5, spread=True)
+    types = {task_type_of(s.kwargs["game_file"]) for s in specs}
+    assert len(types) == 3 and all(str(SAMPLE_ROOT) in s.kwargs["game_file"] for s in specs)
