@@ -95,19 +95,18 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     device = response_mask_t.device
     host = torch.device("cpu")
 
-    def host_mask(x, name):
+    def host_mask(x):
         if x is None:
             return None
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
         return x.to(host)
 
-    response_mask = host_mask(response_mask_t, "response_mask")
+    response_mask = host_mask(response_mask_t)
     if response_mask.dim() != 2:
         raise ValueError(f"response_mask: expected (N, L), got shape {tuple(response_mask.shape)}")
     n, length = response_mask.shape
-    action_mask, subgoal_mask, switch_mask = (host_mask(m, name) for m, name in (
-        (action_mask, "action_mask"), (subgoal_mask, "subgoal_mask"), (switch_mask, "switch_mask")))
+    action_mask, subgoal_mask, switch_mask = (host_mask(m) for m in (action_mask, subgoal_mask, switch_mask))
 
     def per_turn(key, dtype, optional=False):
         if optional and key not in meta:
@@ -129,11 +128,11 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
 
     has_high = config.value_key_high in batch
     has_term = config.value_key_term in batch and "value_mask_term" in batch
-    vmask_low = host_mask(_require(batch, "value_mask_low", "batch"), "value_mask_low")
-    vmask_high = host_mask(batch["value_mask_high"], "value_mask_high") if "value_mask_high" in batch else None
+    vmask_low = host_mask(_require(batch, "value_mask_low", "batch"))
+    vmask_high = host_mask(batch["value_mask_high"]) if "value_mask_high" in batch else None
     if has_high and vmask_high is None:
         raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
-    vmask_term = host_mask(batch["value_mask_term"], "value_mask_term") if has_term else None
+    vmask_term = host_mask(batch["value_mask_term"]) if has_term else None
 
     heads = {"low": _require(batch, config.value_key_low, "batch"),
              "high": batch[config.value_key_high] if has_high else None,
@@ -155,7 +154,7 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     layout = build_layout(traj, turn, switch)
     changed = None
     if config.keep_consistency_penalty != 0.0 and subgoal_mask is not None:
-        responses = host_mask(_require(batch, "responses", "batch"), "responses")
+        responses = host_mask(_require(batch, "responses", "batch"))
         changed = subgoal_changed(layout, responses, subgoal_mask, response_mask,
                                   requires_both=config.keep_consistency_requires_both)
     term_on_switch = config.assign_term_to_switch and has_term

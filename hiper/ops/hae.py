@@ -248,16 +248,8 @@ def hae(
     Returns:
         HAETurnOutputs; advantages normalised when config.norm_adv, returns never.
     """
-    layout = build_layout(factorize_ids(traj_ids), turn_idx, is_new_subgoal)
+    layout = build_layout(factorize(traj_ids), turn_idx, is_new_subgoal)
     return hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=is_new_subgoal,
                     is_action_valid=is_action_valid, subgoal_changed=subgoal_changed, config=config,
                     credited_low=credited_low, credited_high=credited_high, credited_term=credited_term)
 
-
-def factorize_ids(traj_ids: Any):
-    """Integer ids pass through; anything else (strings, objects) is factorised."""
-    if isinstance(traj_ids, np.ndarray) and traj_ids.dtype.kind in "iu":
-        return traj_ids
-    if hasattr(traj_ids, "dtype") and not isinstance(traj_ids, np.ndarray):  # a tensor
-        return traj_ids
-    return factorize(traj_ids)

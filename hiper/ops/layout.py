@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from hiper import _C
-from hiper._arrays import BOOL, INT64, optional_numpy, to_numpy
+from hiper._arrays import BOOL, INT64, is_tensor, optional_numpy, to_numpy
 
 
 class TrajectoryLayout:
@@ -47,9 +47,11 @@ class TrajectoryLayout:
 
 def factorize(ids: Any) -> np.ndarray:
     """Dense int64 codes for trajectory ids of any hashable type (strings, tuples, ints),
-    numbered in order of first appearance. Integer arrays are returned as int64 unchanged."""
+    numbered in order of first appearance. Integer arrays (numpy or torch) pass through."""
     if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
         return ids.astype(np.int64, copy=False).reshape(-1)
+    if is_tensor(ids) and not ids.is_floating_point() and not ids.is_complex():
+        return ids  # integer tensors are ids already; build_layout reads them without a copy
     arr = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
     return _C.factorize(arr)
 
