@@ -9,6 +9,16 @@ from hiper import format
 from hiper.config import HAEConfig
 from hiper.masks import SpanMasker, SpanMasks
 from hiper.ops import (
+    FlatOutputs,
+    broadcast_to_tokens,
+    episode_returns,
+    first_turns,
+    gigpo_advantages,
+    group_advantages,
+    last_token_scores,
+    masked_whiten,
+    token_gae,
+    turn_gae,
     HAETokenOutputs,
     HAETurnOutputs,
     RowSummary,
@@ -33,6 +43,7 @@ def has_cuda() -> bool:
 
 
 __all__ = [
+    "FlatOutputs",
     "HAEConfig",
     "HAETokenOutputs",
     "HAETurnOutputs",
@@ -41,15 +52,24 @@ __all__ = [
     "SpanMasks",
     "TrajectoryLayout",
     "__version__",
+    "broadcast_to_tokens",
     "build_layout",
+    "episode_returns",
     "factorize",
+    "first_turns",
     "format",
-    "has_cuda",
+    "gigpo_advantages",
+    "group_advantages",
     "hae",
     "hae_token_outputs",
     "hae_turns",
+    "has_cuda",
+    "last_token_scores",
+    "masked_whiten",
     "normalize_advantages",
     "row_scan",
     "shape_rewards",
     "subgoal_changed",
+    "token_gae",
+    "turn_gae",
 ]

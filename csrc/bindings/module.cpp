@@ -20,6 +20,7 @@ PYBIND11_MODULE(_C, m) {
         "Number of usable CUDA devices (0 without a CUDA build, a driver or a device).");
   hiper::bindings::register_layout(m);
   hiper::bindings::register_hae_ops(m);
+  hiper::bindings::register_flat_ops(m);
   hiper::bindings::register_token_ops(m);
   hiper::bindings::register_factorize(m);
   hiper::bindings::register_masker(m);

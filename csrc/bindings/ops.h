@@ -5,6 +5,7 @@
 namespace hiper::bindings {
 void register_layout(pybind11::module_& m);      // layout_bindings.cpp
 void register_hae_ops(pybind11::module_& m);     // hae_bindings.cpp
+void register_flat_ops(pybind11::module_& m);    // flat_bindings.cpp
 void register_token_ops(pybind11::module_& m);   // token_bindings.cpp
 void register_factorize(pybind11::module_& m);   // factorize.cpp
 void register_masker(pybind11::module_& m);      // masker_bindings.cpp

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "hiper/consistency.h"
+#include "hiper/flat.h"
 #include "hiper/hae.h"
 #include "hiper/normalize.h"
 #include "hiper/row_scan.h"
@@ -25,6 +26,15 @@ void span_masks(const SpanMaskParams<token_t>& p);
 Moments masked_moments(index_t n, const float* x, const flag_t* include);
 // out[i] = (x[i] - mean) / (std + eps) where include[i] (or everywhere), x[i] elsewhere. out may alias x.
 void normalize(index_t n, const float* x, const flag_t* include, const Moments& m, double eps, float* out);
+
+// Flat baselines (hiper/flat.h).
+void turn_gae(const TurnGAEParams& p);
+void token_gae(const TokenGAEParams& p);
+void episode_totals(const EpisodeTotalParams& p);
+// Fills the per-group statistics itself (p.count / p.mean / p.std are ignored).
+void group_normalize(GroupStatsParams p);
+// out[i] = (x[i] - mean) * inv_scale where mask[i], 0 elsewhere (verl's masked_whiten).
+void whiten(index_t n, const float* x, const flag_t* mask, double mean, double inv_scale, float* out);
 
 }  // namespace hiper::cpu
 

@@ -1,20 +1,42 @@
 """Public ops over per-turn rows, backed by the compiled core (hiper._C)."""
 from hiper.ops.layout import TrajectoryLayout, build_layout, factorize
+from hiper.ops.flat import (
+    FlatOutputs,
+    broadcast_to_tokens,
+    episode_returns,
+    first_turns,
+    gigpo_advantages,
+    group_advantages,
+    last_token_scores,
+    masked_whiten,
+    token_gae,
+    turn_gae,
+)
 from hiper.ops.hae import HAETurnOutputs, hae, hae_turns, normalize_advantages, shape_rewards, subgoal_changed
 from hiper.ops.tokens import HAETokenOutputs, RowSummary, hae_token_outputs, row_scan
 
 __all__ = [
+    "FlatOutputs",
     "HAETokenOutputs",
     "HAETurnOutputs",
     "RowSummary",
     "TrajectoryLayout",
+    "broadcast_to_tokens",
     "build_layout",
+    "episode_returns",
     "factorize",
+    "first_turns",
+    "gigpo_advantages",
+    "group_advantages",
     "hae",
     "hae_token_outputs",
     "hae_turns",
+    "last_token_scores",
+    "masked_whiten",
     "normalize_advantages",
     "row_scan",
     "shape_rewards",
     "subgoal_changed",
+    "token_gae",
+    "turn_gae",
 ]
