@@ -53,6 +53,7 @@ class RolloutResult:
     batch: PackedBatch
     episodes: list[EpisodeResult]
     timings: dict[str, float]
+    observations: list[str] = field(default_factory=list)  # the text each turn saw, row-aligned with batch
 
     @property
     def success_rate(self) -> float:
@@ -107,6 +108,7 @@ class RolloutEngine:
         states = [PlanExecuteState(task=o.task, history_length=cfg.history_length) for o in observations]
         episodes = [EpisodeResult(i, False, 0, 0, 0, 0.0) for i in range(n)]
         active = list(range(n))
+        seen: list[list[str]] = [[] for _ in range(n)]  # per environment, the observation of each turn
         for _ in range(cfg.max_turns):
             if not active:
                 break
@@ -138,6 +140,7 @@ class RolloutEngine:
             for i, p in zip(active, parsed):
                 step, ep = steps[i], episodes[i]
                 states[i].record(observations[i].text, p)
+                seen[i].append(observations[i].text)
                 observations[i] = step.observation
                 ep.turns += 1
                 ep.switches += p.switch == SWITCH
@@ -153,4 +156,5 @@ class RolloutEngine:
         batch = self.buffer.pack()
         timings["pack"] += time.perf_counter() - t
         timings["total"] = sum(timings.values())
-        return RolloutResult(batch, episodes, timings)
+        # The batch is trajectory-major (environment 0's turns, then 1's, ...), as is this list.
+        return RolloutResult(batch, episodes, timings, [text for texts in seen for text in texts])

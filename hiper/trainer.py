@@ -27,6 +27,7 @@ import torch
 
 from hiper.config import HAEConfig
 from hiper.critic import Critic
+from hiper.estimators import FlatConfig, check_estimator, flat_advantages, needs_critic
 from hiper.integrations.verl import compute_hae_advantage
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
@@ -53,6 +54,13 @@ class TrainConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     history_length: int = 2
+    # advantage estimator: hae, or a flat baseline (gae, turn_gae, grpo, rloo, gigpo)
+    estimator: str = "hae"
+    group_size: int = 1               # rollouts per game in a step (GRPO/RLOO/GiGPO groups; authors: 8)
+    flat_reward: str = "episode"      # what scores a turn for the flat baselines: "episode" total or own "turn" reward
+    gigpo_gamma: float = 0.95
+    gigpo_step_weight: float = 1.0
+    gigpo_mode: str = "mean_norm"
     # HAE
     gamma: float = 1.0
     lam_turn: float = 1.0
@@ -97,32 +105,51 @@ class TrainConfig:
                          invalid_action_penalty_coef=self.invalid_action_penalty_coef,
                          keep_consistency_penalty=self.keep_consistency_penalty)
 
+    def flat_config(self) -> FlatConfig:
+        return FlatConfig(gamma=self.gamma, lam=self.lam_turn, norm_adv=self.norm_adv,
+                          bootstrap_truncated=self.bootstrap_truncated, reward=self.flat_reward,
+                          invalid_action_penalty_coef=self.invalid_action_penalty_coef, gigpo_gamma=self.gigpo_gamma,
+                          gigpo_step_weight=self.gigpo_step_weight, gigpo_mode=self.gigpo_mode)
+
+    def __post_init__(self):
+        check_estimator(self.estimator)
+        if self.group_size < 1 or self.envs % self.group_size:
+            raise ValueError(f"group_size: must be >= 1 and divide envs ({self.envs}), got {self.group_size}")
+
     def rollout_config(self) -> RolloutConfig:
         return RolloutConfig(max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
                              max_prompt_length=self.max_prompt_length, temperature=self.temperature,
                              top_p=self.top_p, history_length=self.history_length)
 
 
-def env_specs(env: str, count: int, split: str, max_turns: int, offset: int = 0, spread: bool = False):
-    """`count` environments for one rollout; `offset` walks through the games step by step.
-    `spread` picks ALFWorld games evenly over the (sorted) split instead, so a small
-    evaluation covers every task type rather than the first one alphabetically."""
+def env_specs(env: str, count: int, split: str, max_turns: int, offset: int = 0, spread: bool = False,
+              group_size: int = 1):
+    """`count` environments for one rollout: count / group_size tasks, each repeated
+    group_size times in a row (environment i plays task i // group_size). `offset` walks
+    through the tasks step by step. `spread` picks ALFWorld games evenly over the (sorted)
+    split instead, so a small evaluation covers every task type rather than the first one
+    alphabetically."""
     from hiper.envs import EnvSpec
 
+    if group_size < 1 or count % group_size:
+        raise ValueError(f"group_size: must be >= 1 and divide count ({count}), got {group_size}")
+    tasks = count // group_size
     if env == "alfworld":
         from hiper.envs.alfworld import list_games
 
         games = list_games(split)
-        pick = [(i * len(games)) // count if spread and count <= len(games) else (offset + i) % len(games)
-                for i in range(count)]
-        return [EnvSpec("alfworld", {"game_file": str(games[k]), "max_steps": max_turns}) for k in pick]
-    if env == "textworld":
-        return [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": offset + i},
-                                      "max_steps": max_turns}) for i in range(count)]
-    if env == "scienceworld":
-        return [EnvSpec("scienceworld", {"task": "boil", "variation": offset + i, "max_steps": max_turns})
-                for i in range(count)]
-    raise ValueError(f"env: expected alfworld, textworld or scienceworld, got {env!r}")
+        pick = [(i * len(games)) // tasks if spread and tasks <= len(games) else (offset + i) % len(games)
+                for i in range(tasks)]
+        specs = [EnvSpec("alfworld", {"game_file": str(games[k]), "max_steps": max_turns}) for k in pick]
+    elif env == "textworld":
+        specs = [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": offset + i},
+                                       "max_steps": max_turns}) for i in range(tasks)]
+    elif env == "scienceworld":
+        specs = [EnvSpec("scienceworld", {"task": "boil", "variation": offset + i, "max_steps": max_turns})
+                 for i in range(tasks)]
+    else:
+        raise ValueError(f"env: expected alfworld, textworld or scienceworld, got {env!r}")
+    return [spec for spec in specs for _ in range(group_size)]
 
 
 def _rng_state() -> dict:
@@ -157,16 +184,19 @@ class Trainer:
         self.actor = model.to(self.device).eval()
         self.tokenizer = models.prepare_tokenizer(tokenizer)
         self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-        self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic).to(self.device).eval()
+        # Critic-free estimators (GRPO, RLOO, GiGPO) build no critic at all.
+        self.critic = (Critic.from_actor(self.actor, shared=cfg.shared_critic).to(self.device).eval()
+                       if needs_critic(cfg.estimator) else None)
         if cfg.gradient_checkpointing:
             # Recompute activations in the backward pass: a 135M model on 1.3k-token rows
             # otherwise holds gigabytes of activations per micro-batch.
             self.actor.activation_checkpointing_enable()
-            if not cfg.shared_critic and hasattr(self.critic.backbone, "activation_checkpointing_enable"):
+            if (self.critic is not None and not cfg.shared_critic
+                    and hasattr(self.critic.backbone, "activation_checkpointing_enable")):
                 self.critic.backbone.activation_checkpointing_enable()
         self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
-        self.critic_opt = torch.optim.AdamW(self.critic.trainable_parameters(), lr=cfg.critic_lr,
-                                            weight_decay=cfg.weight_decay)
+        self.critic_opt = (torch.optim.AdamW(self.critic.trainable_parameters(), lr=cfg.critic_lr,
+                                             weight_decay=cfg.weight_decay) if self.critic is not None else None)
         self.masker = SpanMasker(self.tokenizer)
         self.step = 0
         self.run_dir = Path(cfg.run_dir)
@@ -192,7 +222,8 @@ class Trainer:
         t = time.perf_counter()
         from hiper.envs import EnvPool
 
-        specs = env_specs(cfg.env, cfg.envs, cfg.split, cfg.max_turns, offset=self.step * cfg.envs)
+        specs = env_specs(cfg.env, cfg.envs, cfg.split, cfg.max_turns,
+                          offset=self.step * (cfg.envs // cfg.group_size), group_size=cfg.group_size)
         with EnvPool(specs, num_workers=cfg.workers) as pool:
             rollout = RolloutEngine(self.actor, self.tokenizer, pool, cfg.rollout_config()).run()
         batch = rollout.batch
@@ -203,15 +234,13 @@ class Trainer:
 
         t = time.perf_counter()
         spans = self.masker(batch.responses, batch.response_mask, include_tags=True)
-        layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
-        boundary = torch.from_numpy(layout.is_boundary.copy())
-        vmasks = self.masker(batch.responses, batch.response_mask, is_boundary=boundary,
-                             outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
         timings["masks"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        values = self._forward_all(batch, lambda ids, am: self.critic.values(ids, am, R))
-        timings["values"] = time.perf_counter() - t
+        values = None
+        if self.critic is not None:
+            t = time.perf_counter()
+            values = self._forward_all(batch, lambda ids, am: self.critic.values(ids, am, R))
+            timings["values"] = time.perf_counter() - t
         t = time.perf_counter()
         old_logp = self._forward_all(batch, lambda ids, am: response_logprobs(self.actor, ids, am, R))
         ref_logp = (self._forward_all(batch, lambda ids, am: response_logprobs(self.reference, ids, am, R))
@@ -219,35 +248,30 @@ class Trainer:
         timings["logprobs"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        data = SimpleNamespace(
-            batch={"responses": batch.responses, "response_mask": batch.response_mask,
-                   "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
-                   "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
-                   "value_mask_term": vmasks.value_mask_term},
-            non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
-                              "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
-                              "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
-        compute_hae_advantage(data, cfg.hae_config(), spans.action_mask, spans.subgoal_mask, spans.switch_mask)
-        hae = data.batch
-        loss_mask = (hae["hae_lo_mask"] | hae["hae_hi_mask"] | hae["hae_term_mask"]) & batch.response_mask
-        timings["hae"] = time.perf_counter() - t
+        if cfg.estimator == "hae":
+            advantages, loss_mask, critic_targets = self._hae_advantages(batch, spans, values)
+        else:
+            advantages, loss_mask, critic_targets = self._flat_advantages(batch, rollout, values)
+        timings["advantages"] = time.perf_counter() - t
 
         # Train mode only around the updates: activation checkpointing applies in train mode,
         # and generation must stay in eval mode (checkpointing disables the KV cache).
-        t = time.perf_counter()
-        self.critic.train()
-        critic_stats = self._update_critic(batch, values, hae, vmasks, R)
-        self.critic.eval()
-        timings["critic_update"] = time.perf_counter() - t
+        critic_stats = {"critic_loss": 0.0}
+        if self.critic is not None:
+            t = time.perf_counter()
+            self.critic.train()
+            critic_stats = self._update_critic(batch, values, critic_targets, R)
+            self.critic.eval()
+            timings["critic_update"] = time.perf_counter() - t
         t = time.perf_counter()
         self.actor.train()
-        actor_stats = self._update_actor(batch, old_logp, ref_logp, hae["advantages"], loss_mask, R)
+        actor_stats = self._update_actor(batch, old_logp, ref_logp, advantages, loss_mask, R)
         self.actor.eval()
         timings["actor_update"] = time.perf_counter() - t
 
         self.step += 1
         timings["total"] = sum(v for k, v in timings.items() if k != "generate")
-        compiled = timings["masks"] + timings["hae"] + timings["pack"]
+        compiled = timings["masks"] + timings["advantages"] + timings["pack"]
         episodes = rollout.episodes
         metrics = {
             "step": self.step,
@@ -270,12 +294,44 @@ class Trainer:
         size = self.config.mini_batch_size
         return [perm[i:i + size] for i in range(0, n, size)]
 
-    def _update_critic(self, batch, old_values, hae, vmasks, R) -> dict:
+    def _hae_advantages(self, batch, spans, values):
+        """HAE token advantages, the loss mask, and the critic's (head, returns, mask, coef)
+        targets: one per value head, each at the positions its values are read (SPEC §4.2)."""
         cfg = self.config
+        layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
+        boundary = torch.from_numpy(layout.is_boundary.copy())
+        vmasks = self.masker(batch.responses, batch.response_mask, is_boundary=boundary,
+                             outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
+        data = SimpleNamespace(
+            batch={"responses": batch.responses, "response_mask": batch.response_mask,
+                   "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
+                   "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
+                   "value_mask_term": vmasks.value_mask_term},
+            non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
+                              "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
+                              "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
+        compute_hae_advantage(data, cfg.hae_config(), spans.action_mask, spans.subgoal_mask, spans.switch_mask)
+        hae = data.batch
         resp = batch.response_mask
+        loss_mask = (hae["hae_lo_mask"] | hae["hae_hi_mask"] | hae["hae_term_mask"]) & resp
         targets = [(0, hae["returns_low"], vmasks.value_mask_low & resp, 1.0),
                    (1, hae["returns_high"], vmasks.value_mask_high & resp, cfg.high_value_coef),
                    (2, hae["returns_term"], vmasks.value_mask_term & resp, cfg.term_value_coef)]
+        return hae["advantages"], loss_mask, targets
+
+    def _flat_advantages(self, batch, rollout, values):
+        """A flat baseline's token advantages; its critic (if any) is the low-level head."""
+        cfg = self.config
+        flat = flat_advantages(
+            cfg.estimator, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
+            is_action_valid=batch.is_action_valid.numpy(), response_mask=batch.response_mask,
+            values=None if values is None else values[..., 0], groups=(batch.env_ids // cfg.group_size).numpy(),
+            anchors=rollout.observations, config=cfg.flat_config())
+        targets = [] if flat.returns is None else [(0, flat.returns, flat.value_mask & batch.response_mask, 1.0)]
+        return flat.advantages, flat.loss_mask & batch.response_mask, targets
+
+    def _update_critic(self, batch, old_values, targets, R) -> dict:
+        cfg = self.config
         losses = []
         for _ in range(cfg.ppo_epochs):
             for rows in self._minibatches(batch.num_rows):
@@ -337,10 +393,12 @@ class Trainer:
         tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=self.run_dir))
         self.actor.save_pretrained(tmp / "actor")
         self.tokenizer.save_pretrained(tmp / "actor")
-        critic_state = {k: v.contiguous() for k, v in self.critic.state_dict().items()
-                        if not (self.critic.shared and k.startswith("backbone."))}
-        save_file(critic_state, str(tmp / "critic.safetensors"))
-        torch.save({"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+        if self.critic is not None:
+            critic_state = {k: v.contiguous() for k, v in self.critic.state_dict().items()
+                            if not (self.critic.shared and k.startswith("backbone."))}
+            save_file(critic_state, str(tmp / "critic.safetensors"))
+        torch.save({"actor_opt": self.actor_opt.state_dict(),
+                    "critic_opt": self.critic_opt.state_dict() if self.critic_opt is not None else None,
                     "rng": _rng_state(), "step": self.step, "config": dataclasses.asdict(self.config)},
                    tmp / "trainer_state.pt")
         old = self.run_dir / ".checkpoint-old"
@@ -359,10 +417,12 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint at {path}")
         actor = AutoModelForCausalLM.from_pretrained(path / "actor", dtype=torch.float32)
         self.actor.load_state_dict(actor.state_dict())
-        self.critic.load_state_dict(load_file(str(path / "critic.safetensors")), strict=not self.critic.shared)
+        if self.critic is not None:
+            self.critic.load_state_dict(load_file(str(path / "critic.safetensors")), strict=not self.critic.shared)
         state = torch.load(path / "trainer_state.pt", weights_only=False)
         self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        if self.critic_opt is not None:
+            self.critic_opt.load_state_dict(state["critic_opt"])
         _set_rng_state(state["rng"])
         self.step = state["step"]
 

@@ -232,3 +232,52 @@ def test_bad_input_names_the_argument(call, match):
     layout = hiper.build_layout(np.array([0, 0, 1]), np.array([0, 1, 0]))
     with pytest.raises((ValueError, TypeError), match=match):
         call(layout)
+
+
+@pytest.mark.parametrize("estimator", ["gae", "turn_gae", "grpo", "rloo", "gigpo"])
+def test_trainer_estimators_compose_the_oracle(estimator):
+    from hiper.estimators import FlatConfig, first_token_mask, flat_advantages
+
+    rng = np.random.default_rng(3)
+    d = random_rows(rng, num_traj=8)
+    n, length = len(d["traj"]), 11
+    lengths = rng.integers(1, length + 1, size=n)
+    resp = torch.as_tensor(np.arange(length)[None, :] < lengths[:, None])
+    values = torch.as_tensor(rng.normal(size=(n, length)).astype(np.float32))
+    valid = rng.random(n) < 0.7
+    groups = d["traj"] // 2
+    anchors = [f"o{k}" for k in rng.integers(0, 3, size=n)]
+    cfg = FlatConfig(gamma=0.9, lam=0.8, invalid_action_penalty_coef=0.1)
+    layout = hiper.build_layout(d["traj"], d["turn"])
+    got = flat_advantages(estimator, layout, rewards=d["rewards"], dones=d["done"], is_action_valid=valid,
+                          response_mask=resp, values=values, groups=groups, anchors=anchors, config=cfg)
+
+    traj = list(d["traj"])
+    scores = flat_loops.episode_returns(traj, d["turn"], d["rewards"]) - 0.1 * (1 - valid)
+    m = resp.numpy()
+    if estimator == "gae":
+        token_rewards = np.zeros((n, length))
+        token_rewards[np.arange(n), lengths - 1] = scores
+        adv, ret = flat_loops.token_gae(token_rewards, values.numpy(), m, gamma=0.9, lam=0.8)
+        want_adv, want_ret, want_vmask = flat_loops.masked_whiten(adv, m), ret, m
+    elif estimator == "turn_gae":
+        v0 = values.numpy()[:, 0]
+        adv, ret = flat_loops.turn_gae(traj, d["turn"], scores, d["done"], v0, gamma=0.9, lam=0.8,
+                                       bootstrap_truncated=True)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        want_adv, want_vmask = adv[:, None] * m, first_token_mask(resp).numpy()
+        want_ret = ret[:, None] * want_vmask
+    else:
+        if estimator == "gigpo":
+            adv = flat_loops.gigpo_advantages(traj, d["turn"], scores, d["rewards"], d["done"], list(groups), anchors,
+                                              gamma=0.95)
+        else:
+            adv = flat_loops.group_advantages(scores, list(groups), estimator)
+        want_adv, want_ret, want_vmask = adv[:, None] * m, None, None
+    np.testing.assert_allclose(got.advantages.numpy(), want_adv, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.loss_mask.numpy(), m)
+    if want_ret is None:
+        assert got.returns is None and got.value_mask is None
+    else:
+        np.testing.assert_allclose(got.returns.numpy(), want_ret, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(got.value_mask.numpy(), want_vmask)

@@ -44,6 +44,40 @@ def test_one_training_step_end_to_end(tmp_path, monkeypatch, env):
     assert line["step"] == 1 and "timings" in line and 0 < line["compiled_fraction"] < 0.05
 
 
+@pytest.mark.parametrize("estimator", ["gae", "turn_gae", "grpo", "rloo", "gigpo"])
+def test_flat_baselines_train_end_to_end(tmp_path, estimator):
+    trainer = Trainer(tiny_config(tmp_path, estimator=estimator, envs=4, group_size=2, max_turns=2))
+    assert (trainer.critic is None) == (estimator in ("grpo", "rloo", "gigpo"))
+    actor0 = snapshot(trainer.actor)
+    critic0 = snapshot(trainer.critic) if trainer.critic is not None else None
+    (metrics,) = trainer.train(log=None)
+    assert metrics["rows"] >= 4 and metrics["loss_tokens"] > 0
+    for key in ("critic_loss", "pg_loss", "entropy", "kl"):
+        assert torch.isfinite(torch.tensor(metrics[key])), key
+    assert any(not torch.equal(actor0[k], v) for k, v in trainer.actor.state_dict().items())
+    if critic0 is not None:
+        assert metrics["critic_loss"] > 0
+        assert any(not torch.equal(critic0[k], v) for k, v in trainer.critic.state_dict().items())
+    # Checkpoints and resume work without a critic too.
+    resumed = Trainer(tiny_config(tmp_path, estimator=estimator, envs=4, group_size=2, max_turns=2, steps=2))
+    resumed.train(resume=True, log=None)
+    assert resumed.step == 2
+
+
+def test_group_size_repeats_each_game():
+    from hiper.trainer import env_specs
+
+    specs = env_specs("alfworld", 6, "valid_unseen", 5, group_size=3)
+    games = [s.kwargs["game_file"] for s in specs]
+    assert games[0] == games[1] == games[2] != games[3] == games[4] == games[5]
+    with pytest.raises(ValueError, match="group_size"):
+        env_specs("alfworld", 5, "valid_unseen", 5, group_size=2)
+    with pytest.raises(ValueError, match="group_size"):
+        TrainConfig(envs=5, group_size=2)
+    with pytest.raises(ValueError, match="estimator"):
+        TrainConfig(estimator="ppo")
+
+
 def test_resume_equals_uninterrupted_run(tmp_path):
     straight = Trainer(tiny_config(tmp_path / "a", steps=2))
     straight.train(log=None)

@@ -1,0 +1,148 @@
+"""Advantage estimators the trainer can use, on one packed rollout batch.
+
+`hae` is HiPER's estimator (integrations.verl.compute_hae_advantage, driven by the trainer).
+The flat baselines follow the authors' baselines (SPEC §8), built from hiper.ops.flat:
+
+    gae        PPO with verl's token-level GAE: every turn's last response token carries the
+               turn's score, GAE runs inside each response (no cross-turn bootstrap),
+               advantages whitened over all valid tokens; the critic regresses every token.
+    turn_gae   GAE over the turns of a trajectory with V read at each turn's first response
+               token; advantages normalised over turns and broadcast to the response; the
+               critic is trained at the first token only.
+    grpo       no critic: (score - group mean) / (group std + eps) over all turns of a group.
+    rloo       no critic: score minus the mean of the group's other samples.
+    gigpo      no critic: episode-group advantage plus the step-group advantage of the
+               discounted return-to-go, step groups keyed by identical observations.
+
+A turn's score is its episode's total reward under the "episode" reward (the reward
+manager of every flat baseline in the paper) or its own environment reward under "turn",
+minus the invalid-action penalty. Groups are the rollouts of one task (`group_size` copies
+of each game in the trainer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiper.ops.flat import (
+    broadcast_to_tokens,
+    episode_returns,
+    gigpo_advantages,
+    group_advantages,
+    last_token_scores,
+    masked_whiten,
+    token_gae,
+    turn_gae,
+)
+from hiper.ops.hae import normalize_advantages
+from hiper.ops.layout import TrajectoryLayout
+
+ESTIMATORS = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
+CRITIC_FREE = frozenset({"grpo", "rloo", "gigpo"})
+
+
+def needs_critic(estimator: str) -> bool:
+    check_estimator(estimator)
+    return estimator not in CRITIC_FREE
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator: expected one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+
+
+@dataclass
+class FlatConfig:
+    gamma: float = 1.0
+    lam: float = 1.0
+    norm_adv: bool = True
+    bootstrap_truncated: bool = True    # turn_gae only (token GAE never crosses a turn)
+    reward: str = "episode"             # "episode" or "turn": what scores a turn
+    invalid_action_penalty_coef: float = 0.1
+    group_eps: float = 1e-6
+    gigpo_gamma: float = 0.95
+    gigpo_step_weight: float = 1.0
+    gigpo_mode: str = "mean_norm"
+
+
+@dataclass
+class FlatAdvantages:
+    """Token-level results, (N, L) each. returns / value_mask are None without a critic."""
+
+    advantages: torch.Tensor
+    loss_mask: torch.Tensor
+    returns: torch.Tensor | None = None
+    value_mask: torch.Tensor | None = None
+
+
+def turn_scores(layout: TrajectoryLayout, rewards: Any, is_action_valid: Any, cfg: FlatConfig) -> np.ndarray:
+    """(N,) float32 score of each turn: episode total (or own reward) - invalid penalty."""
+    rewards = np.asarray(rewards, dtype=np.float32)
+    if cfg.reward == "episode":
+        base = episode_returns(layout, rewards)
+    elif cfg.reward == "turn":
+        base = rewards
+    else:
+        raise ValueError(f"reward: expected 'episode' or 'turn', got {cfg.reward!r}")
+    valid = np.asarray(is_action_valid, dtype=np.float32)
+    return (base - cfg.invalid_action_penalty_coef * np.maximum(0.0, 1.0 - valid)).astype(np.float32)
+
+
+def first_token_mask(response_mask: torch.Tensor) -> torch.Tensor:
+    """(N, L) bool: each row's first valid response token."""
+    first = torch.zeros_like(response_mask)
+    has = response_mask.any(dim=1)
+    idx = response_mask.to(torch.uint8).argmax(dim=1)
+    first[has, idx[has]] = True
+    return first
+
+
+def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, dones: Any, is_action_valid: Any,
+                    response_mask: torch.Tensor, values: torch.Tensor | None = None, groups: Any = None,
+                    anchors: Any = None, config: FlatConfig | None = None) -> FlatAdvantages:
+    """Advantages of a flat baseline for rows laid out by `layout`.
+
+    response_mask: (N, L) bool. values: (N, L) float critic values (gae, turn_gae).
+    groups: (N,) task group of every row (grpo, rloo, gigpo). anchors: (N,) hashable
+    observation of every turn (gigpo).
+    """
+    check_estimator(estimator)
+    if estimator == "hae":
+        raise ValueError("estimator: 'hae' is computed by hiper.integrations.verl.compute_hae_advantage")
+    cfg = config or FlatConfig()
+    resp = response_mask.bool()
+    scores = turn_scores(layout, rewards, is_action_valid, cfg)
+    if estimator in ("gae", "turn_gae") and values is None:
+        raise ValueError(f"values: estimator {estimator!r} needs critic values")
+    if estimator in ("grpo", "rloo", "gigpo") and groups is None:
+        raise ValueError(f"groups: estimator {estimator!r} needs the task group of every row")
+
+    if estimator == "gae":
+        token_rewards = last_token_scores(torch.from_numpy(scores), resp)
+        adv, ret = token_gae(token_rewards, values.float(), resp, gamma=cfg.gamma, lam=cfg.lam)
+        if cfg.norm_adv:
+            adv = masked_whiten(adv, resp)
+        return FlatAdvantages(adv, resp, ret, resp)
+
+    if estimator == "turn_gae":
+        first = first_token_mask(resp)
+        v = (values.float() * first).sum(dim=1)
+        adv, ret = turn_gae(layout, torch.from_numpy(scores), torch.as_tensor(np.asarray(dones, dtype=bool)), v,
+                            gamma=cfg.gamma, lam=cfg.lam, bootstrap_truncated=cfg.bootstrap_truncated)
+        if cfg.norm_adv:
+            adv = normalize_advantages(adv)
+        return FlatAdvantages(broadcast_to_tokens(adv, resp), resp, broadcast_to_tokens(ret, first), first)
+
+    if estimator == "gigpo":
+        if anchors is None:
+            raise ValueError("anchors: estimator 'gigpo' needs the observation of every turn")
+        env_rewards = np.asarray(rewards, dtype=np.float32)
+        adv = gigpo_advantages(layout, scores, env_rewards, np.asarray(dones, dtype=bool), groups, anchors,
+                               gamma=cfg.gigpo_gamma, step_weight=cfg.gigpo_step_weight, mode=cfg.gigpo_mode,
+                               eps=cfg.group_eps)
+    else:
+        adv = group_advantages(scores, groups, mode=estimator, eps=cfg.group_eps)
+    return FlatAdvantages(broadcast_to_tokens(torch.from_numpy(adv), resp), resp)

@@ -1,0 +1,871 @@
+"""Credit-assignment study: how well HAE and the flat baselines estimate the policy gradient
+of a hierarchical policy, measured against the exact gradient.
+
+The task (`ChainTask`)
+    K subtasks done in order, each of `steps` primitive steps, within a horizon of H turns.
+    The state is the total progress s = k * steps + p (subtask k under way, p of its steps
+    done). Each turn the policy makes the three decisions of HiPER's Plan-Execute format
+    (SPEC §2, §11): a switch decision q ~ pi_sw(. | s, o_prev) (KEEP/SWITCH; turn 0 is
+    always a boundary and makes no switch decision), on SWITCH and on turn 0 a subgoal
+    o ~ pi_sg(. | s) (on KEEP o = o_prev), and a primitive action a ~ pi_act(. | s, o). The
+    action advances s by one only if the subgoal is the subtask under way, the action is
+    that step's correct one and the step does not slip (probability `slip`); otherwise
+    nothing happens. So a subgoal goes stale whenever its subtask is finished and the
+    policy has to SWITCH to the next one. Completing the last step ends the episode with
+    reward 1 (the only reward). At turn H the episode ends with reward 0 and done=True: this
+    is a finite-horizon task, not a truncated one, and every value below is indexed by the
+    turn t because the time left matters.
+
+The policy
+    Three softmax tables of logits, pi_sw over (s, o_prev), pi_sg over s, pi_act over
+    (s, o): a few hundred parameters for K = 4. Gradients are taken w.r.t. the logits.
+
+The truth (`solve_exactly`)
+    The state space is finite, so J = P(success) and its gradient are computed exactly by
+    dynamic programming: a backward pass gives the time-indexed values
+        U_t(s, o_prev)  at the start of a turn (the flat critic; HAE's termination V^T),
+        V^H_t(s)        once SWITCH is decided (HAE's high-level value),
+        V^L_t(s, o)     once subgoal o is active (HAE's low-level value),
+        Q_t(s, o, a)    after the action,
+    a forward pass the occupancy of each decision context, and the policy-gradient theorem
+    for a finite horizon gives, for a softmax table, dJ/dtheta[x, j] = sum_t d_t(x)
+    pi(j | x) (Q_t(x, j) - V_t(x)). The tests check this against finite differences of J.
+
+The estimators (`ESTIMATORS`), all fed the exact values above (the assumption of the
+unbiasedness claim, SPEC §11); none normalises its advantages, so that bias and variance
+are those of the advantage estimator itself (HAE's norm_adv and verl's whitening rescale
+every advantage of a batch by one random factor: a step-size effect that we leave out):
+    hae        `hiper.hae_turns`, gamma = lam_turn = 1, lam_seg = 0.95 (the released
+               settings, SPEC §9): switch <- A^T, subgoal <- A^H (segment starts),
+               action <- A^L.
+    token_gae  the authors' PPO baseline (SPEC §8): each decision is one token of the turn's
+               response, the last token scores the episode reward, verl's token GAE with
+               gamma = lam = 1 inside the turn and no bootstrap across turns; each token's
+               value is the exact value before that token (U, V^H, V^L), i.e. the best
+               critic a flat PPO can have.
+    turn_gae   GAE over turns, gamma = lam = 1, on the per-turn environment reward (the
+               success reward on the last turn, so that U is its exact critic), U at the
+               turn start as the value; one advantage for all decisions of the turn.
+    grpo       (R - mean) / (std + 1e-6) over all turns of a group of n trajectories
+               (compute_mean_std_cross_steps=True); no critic. Biased and rescaled by
+               construction (the baseline contains the sample itself, the std divides).
+    turn_gae_lam  turn-level GAE with lam = 0.95: not a baseline of the paper, a control
+               that bootstraps across turns as HAE does, without the hierarchy.
+The gradient estimate of a batch of B trajectories is
+    g = (1/B) sum over turns [A_sw grad log pi_sw(q) + A_sg grad log pi_sg(o) + A_act grad log pi_act(a)],
+each term only where the turn made that decision.
+
+The measurements (`measure_cell`)
+    At a fixed evaluation policy (logits `skill` on the right choices plus N(0, 0.5) noise,
+    the same local behaviour in every cell) and for each horizon H and number of subtasks K:
+    M batches of B trajectories (B = G groups of n for GRPO) give M estimates g_m, and
+        rel_bias   ||mean g_m - g|| / ||g||, with `bias_floor` = sqrt(tr Cov / M) / ||g||, the
+                   value an unbiased estimator shows from the finite M alone;
+        rel_var    tr Cov(g_m) / ||g||^2 (per batch of B);
+        cosine     mean over batches of cos(g_m, g), a scale-free measure (fair to GRPO).
+    With --critic-noise sigma > 0 the critic-based estimators are measured again on the
+    same batches with values perturbed by a fixed N(0, sigma^2) per table entry: with an
+    imperfect critic bootstrapping trades variance for bias.
+
+The learning curves (`learning_curves`)
+    From a weakly skilled policy (logits `learn_skill` on the right choices), Adam ascent on
+    each estimator's gradient estimate (one batch of B trajectories per iteration, the same
+    step size for every estimator, Adam making the comparison insensitive to the estimators'
+    scales), with the exact critic of the current policy recomputed each iteration. The
+    success probability J of the current policy is computed exactly, so the curves carry no
+    evaluation noise; seeds differ in sampling only.
+
+`run` prints the table, writes every number to credit.json and the plots variance.png and
+learning.png (with matplotlib; without it, a message) into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+import hiper
+
+KEEP, SWITCH = 0, 1
+HAE_LAM_SEG = 0.95  # the released lam_seg; gamma = lam_turn = 1 (SPEC §9)
+CONTROL_LAM = 0.95  # lam of the bootstrapping flat control
+EVAL_NOISE = 0.5  # std of the logit noise of the evaluation policy (breaks symmetries)
+F32 = np.float32
+
+
+# --------------------------------------------------------------------------- the task
+
+
+@dataclass(frozen=True)
+class ChainTask:
+    """K = `subtasks` subtasks of `steps` primitive steps each, done in order within `horizon`
+    turns; `actions` primitive actions, one of which advances each step; a correct step slips
+    (does nothing) with probability `slip`. See the module docstring."""
+
+    subtasks: int
+    steps: int = 2
+    actions: int = 3
+    horizon: int = 20
+    slip: float = 0.2
+
+    def __post_init__(self):
+        for name in ("subtasks", "steps", "horizon"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        if self.actions < 2:
+            raise ValueError(f"actions: expected at least 2 (one action leaves nothing to learn), got {self.actions}")
+        if not 0.0 <= self.slip < 1.0:
+            raise ValueError(f"slip: expected a probability in [0, 1), got {self.slip}")
+
+    @property
+    def num_states(self) -> int:
+        """S: progress values 0..S-1 before success."""
+        return self.subtasks * self.steps
+
+    def needed_subgoal(self) -> np.ndarray:
+        """(S,) the subgoal that makes progress at each state: the subtask under way."""
+        return np.arange(self.num_states) // self.steps
+
+    def correct_action(self) -> np.ndarray:
+        """(S,) the action that advances each step. Which one is immaterial (the tables are
+        indexed by the state); cycling through them keeps the action choice non-trivial."""
+        return np.arange(self.num_states) % self.actions
+
+    def advance_prob(self) -> np.ndarray:
+        """(S, K, A) probability that action a under subgoal o advances state s."""
+        s = np.arange(self.num_states)[:, None, None]
+        o = np.arange(self.subtasks)[None, :, None]
+        a = np.arange(self.actions)[None, None, :]
+        right = (o == self.needed_subgoal()[s]) & (a == self.correct_action()[s])
+        return right * (1.0 - self.slip)
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+class Policy(NamedTuple):
+    """Probabilities of the tabular policy.
+
+    switch (S, K, 2): pi_sw(q | s, o_prev), q in (KEEP, SWITCH).
+    subgoal (S, K): pi_sg(o | s).
+    action (S, K, A): pi_act(a | s, o).
+    """
+
+    switch: np.ndarray
+    subgoal: np.ndarray
+    action: np.ndarray
+
+
+def table_shapes(task: ChainTask) -> tuple[tuple[int, ...], ...]:
+    """Shapes of the logit tables (switch, subgoal, action), in the order of the flat vector."""
+    S, K, A = task.num_states, task.subtasks, task.actions
+    return (S, K, 2), (S, K), (S, K, A)
+
+
+def num_params(task: ChainTask) -> int:
+    return sum(int(np.prod(shape)) for shape in table_shapes(task))
+
+
+def _split(task: ChainTask, flat: np.ndarray) -> list[np.ndarray]:
+    sizes = [int(np.prod(shape)) for shape in table_shapes(task)]
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, table_shapes(task))]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def make_policy(task: ChainTask, logits: np.ndarray) -> Policy:
+    """The policy of a flat logit vector of length `num_params(task)`."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape != (num_params(task),):
+        raise ValueError(f"logits: expected shape ({num_params(task)},) for {task}, got {logits.shape}")
+    return Policy(*(_softmax(table) for table in _split(task, logits)))
+
+
+def skilled_logits(task: ChainTask, skill: float, rng: np.random.Generator | None = None,
+                   noise: float = 0.0) -> np.ndarray:
+    """Logits `skill` on the right choices (KEEP a subgoal that is under way, SWITCH a stale
+    one, pick the subtask under way, the step's correct action), 0 elsewhere, plus
+    N(0, noise^2) per logit. skill = noise = 0 is the uniform policy."""
+    sw, sg, act = (np.zeros(shape) for shape in table_shapes(task))
+    need = task.needed_subgoal()
+    states = np.arange(task.num_states)
+    under_way = need[:, None] == np.arange(task.subtasks)[None, :]
+    sw[..., KEEP] += skill * under_way
+    sw[..., SWITCH] += skill * ~under_way
+    sg[states, need] += skill
+    act[states, :, task.correct_action()] += skill
+    flat = np.concatenate([sw.ravel(), sg.ravel(), act.ravel()])
+    if noise > 0.0:
+        if rng is None:
+            raise ValueError("skilled_logits: noise > 0 needs an rng")
+        flat = flat + noise * rng.standard_normal(flat.shape)
+    return flat
+
+
+# --------------------------------------------------------------------------- the exact solution
+
+
+class Critic(NamedTuple):
+    """Time-indexed values (see the module docstring).
+
+    start (H, S, K): U_t(s, o_prev), before the switch decision.
+    high (H, S): V^H_t(s), once SWITCH is decided, before the subgoal is drawn.
+    low (H, S, K): V^L_t(s, o), once subgoal o is active, before the action.
+    """
+
+    start: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+
+
+class ExactSolution(NamedTuple):
+    """success: J, the probability of success within the horizon. critic: the exact values.
+    gradient: (P,) dJ/dlogits in the order of `table_shapes`."""
+
+    success: float
+    critic: Critic
+    gradient: np.ndarray
+
+
+def _backward_values(task: ChainTask, pi: Policy, advance: np.ndarray) -> tuple[Critic, np.ndarray]:
+    """Values of every turn, last turn first; also Q_t(s, o, a) (H, S, K, A)."""
+    H, S, K = task.horizon, task.num_states, task.subtasks
+    start = np.zeros((H + 1, S, K))
+    high = np.zeros((H, S))
+    low = np.zeros((H, S, K))
+    q = np.zeros((H, S, K, task.actions))
+    last_step = (np.arange(S) == S - 1)[:, None]
+    for t in range(H - 1, -1, -1):
+        # Advancing from s leads to the next turn at s + 1 with o as the previous subgoal,
+        # except from the last step, which is success: reward 1, nothing after.
+        after_advance = np.where(last_step, 1.0, np.roll(start[t + 1], -1, axis=0))
+        q[t] = advance * after_advance[..., None] + (1.0 - advance) * start[t + 1][..., None]
+        low[t] = (pi.action * q[t]).sum(-1)
+        high[t] = (pi.subgoal * low[t]).sum(-1)
+        start[t] = pi.switch[..., KEEP] * low[t] + pi.switch[..., SWITCH] * high[t][:, None]
+    return Critic(start[:H], high, low), q
+
+
+def _occupancies(task: ChainTask, pi: Policy, advance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probability that turn t makes each decision in each context: a switch decision in
+    (s, o_prev) (H, S, K; none on turn 0), a subgoal draw in s (H, S), an action in (s, o)
+    (H, S, K)."""
+    H, S, K = task.horizon, task.num_states, task.subtasks
+    at_switch = np.zeros((H, S, K))
+    at_subgoal = np.zeros((H, S))
+    at_action = np.zeros((H, S, K))
+    p_advance = (pi.action * advance).sum(-1)
+    at_subgoal[0, 0] = 1.0
+    for t in range(H):
+        if t > 0:
+            at_subgoal[t] = (at_switch[t] * pi.switch[..., SWITCH]).sum(-1)
+        at_action[t] = at_switch[t] * pi.switch[..., KEEP] + at_subgoal[t][:, None] * pi.subgoal
+        if t + 1 < H:
+            moved = at_action[t] * p_advance
+            at_switch[t + 1] = at_action[t] - moved
+            at_switch[t + 1, 1:] += moved[:-1]  # moving on from the last step is success: gone
+    return at_switch, at_subgoal, at_action
+
+
+def solve_exactly(task: ChainTask, pi: Policy) -> ExactSolution:
+    """J, the exact time-indexed values and dJ/dlogits by dynamic programming."""
+    advance = task.advance_prob()
+    critic, q = _backward_values(task, pi, advance)
+    at_switch, at_subgoal, at_action = _occupancies(task, pi, advance)
+    # Softmax tables: dJ/dtheta[x, j] = sum_t occupancy_t(x) pi(j | x) (Q_t(x, j) - V_t(x)).
+    q_switch = np.stack([critic.low, np.broadcast_to(critic.high[..., None], critic.low.shape)], axis=-1)
+    g_switch = (at_switch[..., None] * pi.switch * (q_switch - critic.start[..., None])).sum(0)
+    g_subgoal = (at_subgoal[..., None] * pi.subgoal * (critic.low - critic.high[..., None])).sum(0)
+    g_action = (at_action[..., None] * pi.action * (q - critic.low[..., None])).sum(0)
+    gradient = np.concatenate([g_switch.ravel(), g_subgoal.ravel(), g_action.ravel()])
+    return ExactSolution(float(critic.high[0, 0]), critic, gradient)
+
+
+def success_probability(task: ChainTask, logits: np.ndarray) -> float:
+    """J(logits), exactly."""
+    return solve_exactly(task, make_policy(task, logits)).success
+
+
+def calibrated_skill(task: ChainTask, target: float, noise_logits: np.ndarray,
+                     low: float = -5.0, high: float = 15.0) -> float:
+    """The skill s at which the policy `noise_logits + s * (right choices)` succeeds with
+    probability `target`, by bisection (J grows with s)."""
+    right = skilled_logits(task, 1.0)
+
+    def success(skill: float) -> float:
+        return success_probability(task, noise_logits + skill * right)
+
+    if not success(low) <= target <= success(high):
+        raise ValueError(f"target success {target} is out of reach for {task}: J ranges over "
+                         f"[{success(low):.3g}, {success(high):.3g}] (a longer horizon or fewer steps helps)")
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if success(mid) < target else (low, mid)
+    return 0.5 * (low + high)
+
+
+def evaluation_logits(cfg: "StudyConfig", task: ChainTask) -> tuple[np.ndarray, float]:
+    """The evaluation policy of a cell and its skill: fixed N(0, EVAL_NOISE^2) logits (drawn
+    per number of subtasks, so the cells of one K share them) plus `skill` on the right
+    choices, calibrated to cfg.target_success unless cfg.skill fixes it."""
+    noise = skilled_logits(task, 0.0, np.random.default_rng([cfg.seed, task.subtasks]), noise=EVAL_NOISE)
+    skill = cfg.skill if cfg.skill is not None else calibrated_skill(task, cfg.target_success, noise)
+    return noise + skill * skilled_logits(task, 1.0), skill
+
+
+def noisy_critic(critic: Critic, sigma: float, rng: np.random.Generator) -> Critic:
+    """The exact values plus a fixed N(0, sigma^2) error per table entry: a critic that is
+    wrong in the same way on every visit, as a fitted one is."""
+    return Critic(*(v + sigma * rng.standard_normal(v.shape) for v in critic))
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class Rollout(NamedTuple):
+    """Sampled turns, one row per turn, ordered by (trajectory, turn).
+
+    trajectory, turn, state, prev_subgoal (0 on turn 0, unused there), subgoal (the active
+    o_t), action: (N,) int64. switched (N,) bool: a subgoal was drawn this turn (turn 0 or
+    SWITCH). reward (N,) float32: 1 on the success turn. done (N,) bool: success or turn H-1.
+    """
+
+    trajectory: np.ndarray
+    turn: np.ndarray
+    state: np.ndarray
+    prev_subgoal: np.ndarray
+    switched: np.ndarray
+    subgoal: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    done: np.ndarray
+    num_trajectories: int
+
+
+def _categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of (n, k) probabilities."""
+    u = rng.random((probs.shape[0], 1))
+    return np.minimum((probs.cumsum(axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1)
+
+
+def sample_rollouts(task: ChainTask, pi: Policy, n: int, rng: np.random.Generator) -> Rollout:
+    """n independent episodes, stepped together turn by turn."""
+    if n < 1:
+        raise ValueError(f"n: expected at least 1 trajectory, got {n}")
+    H, S = task.horizon, task.num_states
+    need, correct = task.needed_subgoal(), task.correct_action()
+    names = ("state", "prev_subgoal", "switched", "subgoal", "action", "success", "alive")
+    cols = {name: np.zeros((n, H), dtype=bool if name in ("switched", "success", "alive") else np.int64)
+            for name in names}
+    state = np.zeros(n, dtype=np.int64)
+    prev = np.zeros(n, dtype=np.int64)
+    alive = np.ones(n, dtype=bool)
+    for t in range(H):
+        switched = np.ones(n, dtype=bool) if t == 0 else rng.random(n) < pi.switch[state, prev, SWITCH]
+        subgoal = np.where(switched, _categorical(pi.subgoal[state], rng), prev)
+        action = _categorical(pi.action[state, subgoal], rng)
+        advance = (subgoal == need[state]) & (action == correct[state]) & (rng.random(n) >= task.slip)
+        success = advance & (state == S - 1)
+        for name, value in zip(names, (state, prev, switched, subgoal, action, success, alive)):
+            cols[name][:, t] = value
+        alive = alive & ~success
+        state = np.minimum(state + advance, S - 1)
+        prev = subgoal
+    keep = cols.pop("alive")
+    turn = np.broadcast_to(np.arange(H), (n, H))[keep]
+    success = cols.pop("success")[keep]
+    return Rollout(
+        trajectory=np.broadcast_to(np.arange(n)[:, None], (n, H))[keep],
+        turn=turn,
+        reward=success.astype(F32),
+        done=success | (turn == H - 1),
+        num_trajectories=n,
+        **{name: col[keep] for name, col in cols.items()},
+    )
+
+
+# --------------------------------------------------------------------------- the estimators
+
+
+class TurnBatch(NamedTuple):
+    """A rollout with what every estimator reads from it: its layout, the critic's values
+    at each turn's decision points (float32) and each turn's episode reward."""
+
+    rollout: Rollout
+    layout: hiper.TrajectoryLayout
+    v_start: np.ndarray  # U_t(s_t, o_{t-1}) before the switch decision
+    v_high: np.ndarray  # V^H_t(s_t)
+    v_low: np.ndarray  # V^L_t(s_t, o_t)
+    v_turn: np.ndarray  # the value at the start of the turn: U_t, or V^H_0 on turn 0
+    episode_reward: np.ndarray
+
+
+def prepare(rollout: Rollout, critic: Critic) -> TurnBatch:
+    ro = rollout
+    layout = hiper.build_layout(ro.trajectory, ro.turn, ro.switched)
+    v_start = critic.start[ro.turn, ro.state, ro.prev_subgoal].astype(F32)
+    v_high = critic.high[ro.turn, ro.state].astype(F32)
+    v_low = critic.low[ro.turn, ro.state, ro.subgoal].astype(F32)
+    v_turn = np.where(ro.turn == 0, v_high, v_start)
+    return TurnBatch(ro, layout, v_start, v_high, v_low, v_turn, hiper.episode_returns(layout, ro.reward))
+
+
+class Credit(NamedTuple):
+    """The advantage credited to each decision of each turn, (N,); 0 where the turn did not
+    make that decision (no switch decision on turn 0, no subgoal draw on KEEP turns)."""
+
+    switch: np.ndarray
+    subgoal: np.ndarray
+    action: np.ndarray
+
+
+def _turn_credit(batch: TurnBatch, adv: np.ndarray) -> Credit:
+    """One advantage for every decision the turn made."""
+    ro = batch.rollout
+    adv = np.asarray(adv, dtype=np.float64)
+    return Credit(adv * (ro.turn > 0), adv * ro.switched, adv)
+
+
+def hae_credit(batch: TurnBatch, group_size: int) -> Credit:
+    """HAE with exact values: A^T to the switch, A^H to the subgoal, A^L to the action."""
+    ro = batch.rollout
+    out = hiper.hae_turns(batch.layout, ro.reward, ro.done, batch.v_low, batch.v_high, batch.v_start,
+                          gamma=1.0, lam_turn=1.0, lam_seg=HAE_LAM_SEG)
+    return Credit(out.adv_term * (ro.turn > 0), out.adv_high * ro.switched, out.adv_low.astype(np.float64))
+
+
+def token_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
+    """The authors' PPO: tokens [switch?][subgoal?][action] left-aligned in each turn's row,
+    the episode reward on the last one, token GAE with gamma = lam = 1 within the row."""
+    ro = batch.rollout
+    rows = np.arange(ro.turn.size)
+    has_switch, has_subgoal = ro.turn > 0, ro.switched
+    at_subgoal = has_switch.astype(np.int64)
+    at_action = at_subgoal + has_subgoal
+    values = np.zeros((rows.size, 3), dtype=F32)
+    values[has_switch, 0] = batch.v_start[has_switch]
+    values[rows[has_subgoal], at_subgoal[has_subgoal]] = batch.v_high[has_subgoal]
+    values[rows, at_action] = batch.v_low
+    mask = np.arange(3)[None, :] <= at_action[:, None]
+    rewards = hiper.last_token_scores(batch.episode_reward, mask)
+    adv = np.asarray(hiper.token_gae(rewards, values, mask, gamma=1.0, lam=1.0).advantages, dtype=np.float64)
+    return Credit(adv[:, 0] * has_switch, adv[rows, at_subgoal] * has_subgoal, adv[rows, at_action])
+
+
+def turn_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
+    """Turn-level GAE, gamma = lam = 1, broadcast to the turn's decisions."""
+    ro = batch.rollout
+    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn).advantages)
+
+
+def turn_gae_lam_credit(batch: TurnBatch, group_size: int) -> Credit:
+    """Turn-level GAE with lam = CONTROL_LAM: flat, but bootstrapping across turns."""
+    ro = batch.rollout
+    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn,
+                                              lam=CONTROL_LAM).advantages)
+
+
+def grpo_credit(batch: TurnBatch, group_size: int) -> Credit:
+    """GRPO over consecutive groups of `group_size` trajectories, statistics over all turns."""
+    groups = batch.rollout.trajectory // group_size
+    return _turn_credit(batch, hiper.group_advantages(batch.episode_reward, groups, mode="grpo"))
+
+
+@dataclass(frozen=True)
+class Estimator:
+    key: str
+    label: str
+    credit: Callable[[TurnBatch, int], Credit]
+    uses_critic: bool = True
+
+
+ESTIMATORS = {e.key: e for e in (
+    Estimator("hae", "HAE", hae_credit),
+    Estimator("token_gae", "flat GAE (token, PPO)", token_gae_credit),
+    Estimator("turn_gae", "turn GAE", turn_gae_credit),
+    Estimator("grpo", "GRPO", grpo_credit, uses_critic=False),
+    Estimator("turn_gae_lam", f"turn GAE lam={CONTROL_LAM} (control)", turn_gae_lam_credit),
+)}
+
+
+# --------------------------------------------------------------------------- gradient estimates
+
+
+def _score_sums(batch_of: np.ndarray, feature: np.ndarray, choice: np.ndarray, weight: np.ndarray,
+                probs: np.ndarray, num_batches: int) -> np.ndarray:
+    """Per batch, sum_i weight_i grad log softmax(choice_i | feature_i) for one table of
+    probabilities (F, C): grad_theta[f, :] log pi(j | f) = onehot(j) - pi(. | f). (M, F*C)."""
+    F, C = probs.shape
+    cell = batch_of * F + feature
+    picked = np.bincount(cell * C + choice, weights=weight, minlength=num_batches * F * C)
+    total = np.bincount(cell, weights=weight, minlength=num_batches * F)
+    grad = picked.reshape(num_batches, F, C) - total.reshape(num_batches, F, 1) * probs[None]
+    return grad.reshape(num_batches, F * C)
+
+
+def batch_gradients(task: ChainTask, pi: Policy, rollout: Rollout, credit: Credit, batch_size: int) -> np.ndarray:
+    """(M, P) gradient estimates, one per batch of `batch_size` consecutive trajectories:
+    (1/B) sum over the batch's turns of credit x grad log pi, for each decision."""
+    ro = rollout
+    if ro.num_trajectories % batch_size:
+        raise ValueError(f"batch_size: {batch_size} does not divide the {ro.num_trajectories} trajectories")
+    M, K = ro.num_trajectories // batch_size, task.subtasks
+    batch_of = ro.trajectory // batch_size
+    parts = (
+        (ro.state * K + ro.prev_subgoal, ro.switched.astype(np.int64), credit.switch, pi.switch),
+        (ro.state, ro.subgoal, credit.subgoal, pi.subgoal),
+        (ro.state * K + ro.subgoal, ro.action, credit.action, pi.action),
+    )
+    return np.concatenate([
+        _score_sums(batch_of, feature, choice, np.asarray(weight, np.float64) / batch_size,
+                    probs.reshape(-1, probs.shape[-1]), M)
+        for feature, choice, weight, probs in parts], axis=1)
+
+
+def gradient_stats(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Bias, variance and alignment of M gradient estimates (M, P) against the truth (P,)."""
+    M = estimates.shape[0]
+    if M < 2:
+        raise ValueError("gradient_stats: needs at least 2 estimates")
+    norm = float(np.linalg.norm(truth))
+    if norm == 0.0:
+        raise ValueError("gradient_stats: the true gradient is 0; relative errors are undefined")
+    trace_cov = float(estimates.var(axis=0, ddof=1).sum())
+    bias = float(np.linalg.norm(estimates.mean(axis=0) - truth))
+    lengths = np.linalg.norm(estimates, axis=1)
+    cos = np.divide(estimates @ truth, lengths * norm, out=np.zeros(M), where=lengths > 0)
+    return {
+        "rel_bias": bias / norm,
+        "bias_floor": float(np.sqrt(trace_cov / M)) / norm,
+        # ||mean - truth||^2 over its expectation for an unbiased estimator: ~1 if unbiased.
+        "bias_ratio": bias**2 / (trace_cov / M) if trace_cov > 0 else None,
+        "rel_var": trace_cov / norm**2,
+        "cosine": float(cos.mean()),
+        "cosine_se": float(cos.std(ddof=1) / np.sqrt(M)),
+    }
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a run of the study depends on (written into the JSON)."""
+
+    subtasks: tuple[int, ...] = (2, 3, 4)
+    horizons: tuple[int, ...] = (10, 20, 40)
+    steps: int = 2
+    actions: int = 5
+    slip: float = 0.2
+    target_success: float = 0.5
+    skill: float | None = None
+    batches: int = 1000
+    batch_size: int = 32
+    group_size: int = 8
+    critic_noise: float = 0.05
+    estimators: tuple[str, ...] = tuple(ESTIMATORS)
+    seeds: int = 5
+    iterations: int = 200
+    lr: float = 0.01
+    learn_subtasks: int = 4
+    learn_horizon: int = 40
+    learn_skill: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("batches", "batch_size", "group_size", "seeds", "iterations", "steps", "actions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        if self.batches < 2:
+            raise ValueError(f"batches: expected at least 2 (variance needs two estimates), got {self.batches}")
+        if self.batch_size % self.group_size:
+            raise ValueError(f"group_size: {self.group_size} must divide batch_size {self.batch_size} "
+                             "(a batch is whole GRPO groups)")
+        unknown = sorted(set(self.estimators) - set(ESTIMATORS))
+        if unknown or not self.estimators:
+            raise ValueError(f"estimators: expected some of {list(ESTIMATORS)}, got {list(self.estimators)}")
+        if not self.subtasks or not self.horizons:
+            raise ValueError("subtasks and horizons: expected at least one value each")
+        if self.critic_noise < 0:
+            raise ValueError(f"critic_noise: expected >= 0, got {self.critic_noise}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+        if not 0.0 < self.target_success < 1.0:
+            raise ValueError(f"target_success: expected a probability in (0, 1), got {self.target_success}")
+        for k in (*self.subtasks, self.learn_subtasks):
+            for h in (*self.horizons, self.learn_horizon):
+                ChainTask(k, self.steps, self.actions, h, self.slip)  # raises on a bad task
+
+    def task(self, subtasks: int, horizon: int) -> ChainTask:
+        return ChainTask(subtasks, self.steps, self.actions, horizon, self.slip)
+
+
+FULL = StudyConfig()
+QUICK = StudyConfig(subtasks=(2,), horizons=(6, 10), batches=20, batch_size=8, group_size=4, seeds=2,
+                    iterations=4, learn_subtasks=2, learn_horizon=8)
+
+
+def measure_cell(cfg: StudyConfig, task: ChainTask, rng: np.random.Generator) -> dict:
+    """Bias/variance/cosine of every estimator on one task, at the evaluation policy."""
+    logits, skill = evaluation_logits(cfg, task)
+    pi = make_policy(task, logits)
+    exact = solve_exactly(task, pi)
+    rollout = sample_rollouts(task, pi, cfg.batches * cfg.batch_size, rng)
+    critics = {"exact": exact.critic}
+    if cfg.critic_noise > 0:
+        critics["noisy"] = noisy_critic(exact.critic, cfg.critic_noise, rng)
+    cell = {"subtasks": task.subtasks, "horizon": task.horizon, "skill": skill, "success": exact.success,
+            "grad_norm": float(np.linalg.norm(exact.gradient)), "mean_turns": rollout.turn.size / rollout.num_trajectories,
+            "mean_segments": float(rollout.switched.sum()) / rollout.num_trajectories, "results": {}}
+    for critic_name, critic in critics.items():
+        batch = prepare(rollout, critic)
+        for key in cfg.estimators:
+            est = ESTIMATORS[key]
+            if critic_name != "exact" and not est.uses_critic:
+                continue
+            grads = batch_gradients(task, pi, rollout, est.credit(batch, cfg.group_size), cfg.batch_size)
+            cell["results"].setdefault(critic_name, {})[key] = gradient_stats(grads, exact.gradient)
+    return cell
+
+
+class Adam:
+    """Adam ascent on a flat parameter vector."""
+
+    def __init__(self, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.m = self.v = None
+        self.t = 0
+
+    def step(self, params: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        if self.m is None:
+            self.m, self.v = np.zeros_like(grad), np.zeros_like(grad)
+        self.t += 1
+        self.m = self.b1 * self.m + (1 - self.b1) * grad
+        self.v = self.b2 * self.v + (1 - self.b2) * grad**2
+        m_hat, v_hat = self.m / (1 - self.b1**self.t), self.v / (1 - self.b2**self.t)
+        return params + self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def train(cfg: StudyConfig, task: ChainTask, estimator: Estimator, rng: np.random.Generator) -> np.ndarray:
+    """Exact J after each of cfg.iterations policy-gradient steps (iterations + 1 values)."""
+    logits = skilled_logits(task, cfg.learn_skill)
+    opt = Adam(cfg.lr)
+    curve = np.empty(cfg.iterations + 1)
+    for it in range(cfg.iterations + 1):
+        pi = make_policy(task, logits)
+        exact = solve_exactly(task, pi)
+        curve[it] = exact.success
+        if it == cfg.iterations:
+            break
+        rollout = sample_rollouts(task, pi, cfg.batch_size, rng)
+        credit = estimator.credit(prepare(rollout, exact.critic), cfg.group_size)
+        logits = opt.step(logits, batch_gradients(task, pi, rollout, credit, cfg.batch_size)[0])
+    return curve
+
+
+def learning_curves(cfg: StudyConfig) -> dict:
+    task = cfg.task(cfg.learn_subtasks, cfg.learn_horizon)
+    curves = {key: np.stack([train(cfg, task, ESTIMATORS[key], np.random.default_rng([cfg.seed, 1, seed]))
+                             for seed in range(cfg.seeds)]) for key in cfg.estimators}
+    return {"task": asdict(task), "optimum": success_probability(task, skilled_logits(task, 30.0)),
+            "curves": {key: c.tolist() for key, c in curves.items()}}
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def format_table(cells: list[dict], estimators: tuple[str, ...], critic: str = "exact") -> str:
+    head = (f"{'K':>2} {'H':>3} {'skill':>5} {'J':>5} {'turns':>5} {'segs':>5}  {'estimator':<30} {'rel.bias':>9} "
+            f"{'(floor)':>8} {'rel.var':>10} {'cosine':>7}")
+    lines = [head, "-" * len(head)]
+    for cell in cells:
+        results = cell["results"].get(critic, {})
+        first = True
+        for key in estimators:
+            if key not in results:
+                continue
+            r = results[key]
+            lead = (f"{cell['subtasks']:>2} {cell['horizon']:>3} {cell['skill']:>5.2f} {cell['success']:>5.2f} "
+                    f"{cell['mean_turns']:>5.1f} {cell['mean_segments']:>5.1f}") if first else " " * 30
+            lines.append(f"{lead}  {ESTIMATORS[key].label:<30} {r['rel_bias']:>9.3f} {r['bias_floor']:>8.3f} "
+                         f"{r['rel_var']:>10.3g} {r['cosine']:>7.3f}")
+            first = False
+    return "\n".join(lines)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_variance(cells: list[dict], estimators: tuple[str, ...], path: Path) -> None:
+    """Relative variance (log) and cosine vs horizon, one column per number of subtasks."""
+    plt = _pyplot()
+    ks = sorted({c["subtasks"] for c in cells})
+    fig, axes = plt.subplots(2, len(ks), figsize=(4.2 * len(ks), 7), squeeze=False)
+    for col, k in enumerate(ks):
+        row = sorted((c for c in cells if c["subtasks"] == k), key=lambda c: c["horizon"])
+        hs = [c["horizon"] for c in row]
+        for key in estimators:
+            label = ESTIMATORS[key].label
+            axes[0, col].plot(hs, [c["results"]["exact"][key]["rel_var"] for c in row], marker="o", label=label)
+            axes[1, col].plot(hs, [c["results"]["exact"][key]["cosine"] for c in row], marker="o", label=label)
+        axes[0, col].set_yscale("log")
+        axes[0, col].set_title(f"K = {k} subtasks")
+        axes[0, col].set_ylabel("tr Cov(g) / |grad J|^2")
+        axes[1, col].set_ylabel("mean cos(g, grad J)")
+        for ax in axes[:, col]:
+            ax.set_xlabel("horizon H (turns)")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Gradient estimates per batch vs the exact gradient (exact critics)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_learning(learning: dict, path: Path) -> None:
+    """Exact success probability vs iteration, mean +- std over seeds."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for key, runs in learning["curves"].items():
+        runs = np.asarray(runs)
+        mean, std = runs.mean(0), runs.std(0)
+        x = np.arange(mean.size)
+        ax.plot(x, mean, label=ESTIMATORS[key].label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.axhline(learning["optimum"], color="grey", ls="--", lw=1, label="near-optimal policy")
+    task = learning["task"]
+    ax.set_title(f"K = {task['subtasks']}, H = {task['horizon']}, {len(runs)} seeds (mean +- std)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("exact success probability J")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the study; those left out take the full study's defaults, or --quick's."""
+    full = FULL
+    parser.add_argument("--out", default="runs/credit", help="output directory (default: runs/credit)")
+    parser.add_argument("--quick", action="store_true", help="a tiny configuration that runs in seconds")
+    parser.add_argument("--subtasks", type=_positive_int, nargs="+", help=f"K values (default {full.subtasks})")
+    parser.add_argument("--horizons", type=_positive_int, nargs="+", help=f"H values (default {full.horizons})")
+    parser.add_argument("--steps", type=_positive_int, help=f"primitive steps per subtask (default {full.steps})")
+    parser.add_argument("--actions", type=_positive_int, help=f"primitive actions (default {full.actions})")
+    parser.add_argument("--slip", type=float, help=f"probability a correct step fails (default {full.slip})")
+    parser.add_argument("--target-success", type=float,
+                        help=f"success probability J the evaluation policy is calibrated to (default {full.target_success})")
+    parser.add_argument("--skill", type=float, help="fix the evaluation policy's logit bonus instead of calibrating it")
+    parser.add_argument("--batches", type=_positive_int, help=f"batches M per cell (default {full.batches})")
+    parser.add_argument("--batch-size", type=_positive_int, help=f"trajectories B per batch (default {full.batch_size})")
+    parser.add_argument("--group-size", type=_positive_int,
+                        help=f"GRPO group size n, dividing B (default {full.group_size})")
+    parser.add_argument("--critic-noise", type=float,
+                        help=f"std of the noisy-critic variant, 0 to skip it (default {full.critic_noise})")
+    parser.add_argument("--estimators", nargs="+", choices=list(ESTIMATORS), help="estimators (default: all)")
+    parser.add_argument("--seeds", type=_positive_int, help=f"learning-curve seeds (default {full.seeds})")
+    parser.add_argument("--iterations", type=_positive_int, help=f"learning iterations (default {full.iterations})")
+    parser.add_argument("--lr", type=float, help=f"Adam step size (default {full.lr})")
+    parser.add_argument("--learn-subtasks", type=_positive_int, help=f"K of the learning task (default {full.learn_subtasks})")
+    parser.add_argument("--learn-horizon", type=_positive_int, help=f"H of the learning task (default {full.learn_horizon})")
+    parser.add_argument("--learn-skill", type=float, help=f"logit bonus of the initial policy (default {full.learn_skill})")
+    parser.add_argument("--seed", type=int, help="base random seed (default 0)")
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The --quick or full preset, overridden by every flag given. ValueError on bad values."""
+    preset = QUICK if getattr(args, "quick", False) else FULL
+    given = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if getattr(args, f.name, None) is not None}
+    for name in ("subtasks", "horizons", "estimators"):
+        if name in given:
+            given[name] = tuple(given[name])
+    return replace(preset, **given)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study: print the tables, write credit.json and the plots into args.out."""
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    cells = []
+    for i, k in enumerate(cfg.subtasks):
+        for j, h in enumerate(cfg.horizons):
+            cells.append(measure_cell(cfg, cfg.task(k, h), np.random.default_rng([cfg.seed, 0, i, j])))
+            print(f"measured K={k} H={h} ({time.perf_counter() - start:.0f} s)", flush=True)
+    measured = time.perf_counter() - start
+    learning = learning_curves(cfg)
+    elapsed = time.perf_counter() - start
+
+    print(f"\nGradient estimates vs the exact gradient: {cfg.batches} batches of {cfg.batch_size} "
+          f"trajectories per cell, exact critics, no advantage normalisation")
+    print(format_table(cells, cfg.estimators))
+    if cfg.critic_noise > 0:
+        print(f"\nThe same batches with a noisy critic (fixed N(0, {cfg.critic_noise}^2) error per value)")
+        print(format_table(cells, cfg.estimators, critic="noisy"))
+    task = learning["task"]
+    print(f"\nLearning (K={task['subtasks']}, H={task['horizon']}, {cfg.seeds} seeds, {cfg.iterations} Adam steps "
+          f"of lr {cfg.lr}, B={cfg.batch_size}): exact success probability, mean +- std over seeds")
+    marks = sorted({0, cfg.iterations // 4, cfg.iterations // 2, cfg.iterations})
+    print(f"{'estimator':<30}" + "".join(f"{'it ' + str(m):>15}" for m in marks))
+    for key, runs in learning["curves"].items():
+        runs = np.asarray(runs)
+        print(f"{ESTIMATORS[key].label:<30}" + "".join(f"{runs[:, m].mean():>9.3f}+-{runs[:, m].std():.3f}"
+                                                         for m in marks))
+    print(f"(near-optimal policy: J = {learning['optimum']:.3f})")
+
+    record = {"config": asdict(cfg), "cells": cells, "learning": learning,
+              "seconds": {"measurement": measured, "learning": elapsed - measured, "total": elapsed}}
+    (out / "credit.json").write_text(json.dumps(record, indent=1))
+    written = [out / "credit.json"]
+    if _pyplot() is None:
+        print("matplotlib is not installed (pip install 'hiper[plot]'): no plots written")
+    else:
+        plot_variance(cells, cfg.estimators, out / "variance.png")
+        plot_learning(learning, out / "learning.png")
+        written += [out / "variance.png", out / "learning.png"]
+    print(f"\nwrote {', '.join(str(p) for p in written)} in {elapsed:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hiper.studies.credit", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
