@@ -11,6 +11,13 @@
     hiper eval --checkpoint RUN/checkpoint [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
     hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
+    hiper bench credit [--quick]
+                               the controlled credit-assignment study: bias and variance of
+                               HAE, flat GAE, turn-level GAE and GRPO gradients against the
+                               exact policy gradient of a synthetic hierarchical task
+    hiper bench variance --env alfworld [--batches 4]
+                               spread of each estimator's policy gradient across K real
+                               rollout batches of one policy
     hiper rollout --env {alfworld,textworld,scienceworld} [--envs 4] [--max-turns 10]
                                an LLM policy (SmolLM2-135M-Instruct offline by default) plays
                                a few episodes; prints per-episode results and stage timings.
@@ -197,6 +204,31 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_credit(args: argparse.Namespace) -> int:
+    from hiper.studies import credit
+
+    return credit.run(args)
+
+
+def cmd_bench_variance(args: argparse.Namespace) -> int:
+    from hiper.studies import variance
+
+    return variance.run(args)
+
+
+def _add_bench(sub) -> None:
+    from hiper.studies import credit, variance
+
+    bench = sub.add_parser("bench", help="estimator studies")
+    studies = bench.add_subparsers(dest="study", required=True)
+    cr = studies.add_parser("credit", help="credit assignment on a synthetic hierarchical task (exact gradients)")
+    credit.add_arguments(cr)
+    cr.set_defaults(func=cmd_bench_credit)
+    va = studies.add_parser("variance", help="policy-gradient spread across real rollout batches")
+    variance.add_arguments(va)
+    va.set_defaults(func=cmd_bench_variance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--out", default=None)
     pl.set_defaults(func=cmd_plot)
+    _add_bench(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ of each game in the trainer).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,9 @@ from hiper.ops.flat import (
     token_gae,
     turn_gae,
 )
+from hiper.config import HAEConfig
 from hiper.ops.hae import normalize_advantages
-from hiper.ops.layout import TrajectoryLayout
+from hiper.ops.layout import TrajectoryLayout, build_layout
 
 ESTIMATORS = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 CRITIC_FREE = frozenset({"grpo", "rloo", "gigpo"})
@@ -146,3 +148,34 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
     else:
         adv = group_advantages(scores, groups, mode=estimator, eps=cfg.group_eps)
     return FlatAdvantages(broadcast_to_tokens(torch.from_numpy(adv), resp), resp)
+
+
+def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig,
+                   head_coefs: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+    """HAE on a packed rollout batch: (token advantages, loss mask, critic targets).
+
+    spans: the masker's output for batch.responses (with include_tags=True); values:
+    (N, L, 3) low / high / term head values. Critic targets are (head, returns, mask, coef),
+    one per head, at the positions its values are read (SPEC §4.2).
+    """
+    from hiper.integrations.verl import compute_hae_advantage
+
+    layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
+    boundary = torch.from_numpy(layout.is_boundary.copy())
+    vmasks = masker(batch.responses, batch.response_mask, is_boundary=boundary,
+                    outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
+    data = SimpleNamespace(
+        batch={"responses": batch.responses, "response_mask": batch.response_mask,
+               "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
+               "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
+               "value_mask_term": vmasks.value_mask_term},
+        non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
+                          "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
+                          "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
+    compute_hae_advantage(data, config, spans.action_mask, spans.subgoal_mask, spans.switch_mask)
+    out, resp = data.batch, batch.response_mask
+    loss_mask = (out["hae_lo_mask"] | out["hae_hi_mask"] | out["hae_term_mask"]) & resp
+    targets = [(0, out["returns_low"], vmasks.value_mask_low & resp, head_coefs[0]),
+               (1, out["returns_high"], vmasks.value_mask_high & resp, head_coefs[1]),
+               (2, out["returns_term"], vmasks.value_mask_term & resp, head_coefs[2])]
+    return out["advantages"], loss_mask, targets

@@ -27,11 +27,9 @@ import torch
 
 from hiper.config import HAEConfig
 from hiper.critic import Critic
-from hiper.estimators import FlatConfig, check_estimator, flat_advantages, needs_critic
-from hiper.integrations.verl import compute_hae_advantage
+from hiper.estimators import FlatConfig, check_estimator, flat_advantages, hae_advantages, needs_critic
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
-from hiper.ops.layout import build_layout
 from hiper.policy import response_logprobs
 from hiper.rollout import RolloutConfig, RolloutEngine
 
@@ -248,10 +246,7 @@ class Trainer:
         timings["logprobs"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        if cfg.estimator == "hae":
-            advantages, loss_mask, critic_targets = self._hae_advantages(batch, spans, values)
-        else:
-            advantages, loss_mask, critic_targets = self._flat_advantages(batch, rollout, values)
+        advantages, loss_mask, critic_targets = self.advantages(rollout, spans, values)
         timings["advantages"] = time.perf_counter() - t
 
         # Train mode only around the updates: activation checkpointing applies in train mode,
@@ -295,29 +290,9 @@ class Trainer:
         return [perm[i:i + size] for i in range(0, n, size)]
 
     def _hae_advantages(self, batch, spans, values):
-        """HAE token advantages, the loss mask, and the critic's (head, returns, mask, coef)
-        targets: one per value head, each at the positions its values are read (SPEC §4.2)."""
         cfg = self.config
-        layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
-        boundary = torch.from_numpy(layout.is_boundary.copy())
-        vmasks = self.masker(batch.responses, batch.response_mask, is_boundary=boundary,
-                             outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
-        data = SimpleNamespace(
-            batch={"responses": batch.responses, "response_mask": batch.response_mask,
-                   "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
-                   "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
-                   "value_mask_term": vmasks.value_mask_term},
-            non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
-                              "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
-                              "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
-        compute_hae_advantage(data, cfg.hae_config(), spans.action_mask, spans.subgoal_mask, spans.switch_mask)
-        hae = data.batch
-        resp = batch.response_mask
-        loss_mask = (hae["hae_lo_mask"] | hae["hae_hi_mask"] | hae["hae_term_mask"]) & resp
-        targets = [(0, hae["returns_low"], vmasks.value_mask_low & resp, 1.0),
-                   (1, hae["returns_high"], vmasks.value_mask_high & resp, cfg.high_value_coef),
-                   (2, hae["returns_term"], vmasks.value_mask_term & resp, cfg.term_value_coef)]
-        return hae["advantages"], loss_mask, targets
+        return hae_advantages(batch, spans, values, self.masker, cfg.hae_config(),
+                              head_coefs=(1.0, cfg.high_value_coef, cfg.term_value_coef))
 
     def _flat_advantages(self, batch, rollout, values):
         """A flat baseline's token advantages; its critic (if any) is the low-level head."""
@@ -329,6 +304,12 @@ class Trainer:
             anchors=rollout.observations, config=cfg.flat_config())
         targets = [] if flat.returns is None else [(0, flat.returns, flat.value_mask & batch.response_mask, 1.0)]
         return flat.advantages, flat.loss_mask & batch.response_mask, targets
+
+    def advantages(self, rollout, spans, values):
+        """(token advantages, loss mask, critic targets) of the configured estimator."""
+        if self.config.estimator == "hae":
+            return self._hae_advantages(rollout.batch, spans, values)
+        return self._flat_advantages(rollout.batch, rollout, values)
 
     def _update_critic(self, batch, old_values, targets, R) -> dict:
         cfg = self.config

@@ -85,6 +85,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -94,8 +95,8 @@ import hiper
 
 KEEP, SWITCH = 0, 1
 HAE_LAM_SEG = 0.95  # the released lam_seg; gamma = lam_turn = 1 (SPEC §9)
-CONTROL_LAM = 0.95  # lam of the bootstrapping flat control
 EVAL_NOISE = 0.5  # std of the logit noise of the evaluation policy (breaks symmetries)
+CHUNK_TRAJECTORIES = 8192  # trajectories sampled at once when measuring: bounds the memory
 F32 = np.float32
 
 
@@ -323,10 +324,15 @@ def evaluation_logits(cfg: "StudyConfig", task: ChainTask) -> tuple[np.ndarray, 
     return noise + skill * skilled_logits(task, 1.0), skill
 
 
-def noisy_critic(critic: Critic, sigma: float, rng: np.random.Generator) -> Critic:
-    """The exact values plus a fixed N(0, sigma^2) error per table entry: a critic that is
-    wrong in the same way on every visit, as a fitted one is."""
-    return Critic(*(v + sigma * rng.standard_normal(v.shape) for v in critic))
+def critic_error(task: ChainTask, sigma: float, rng: np.random.Generator) -> Critic:
+    """An N(0, sigma^2) error per value-table entry, drawn once: added to the exact values
+    it makes a critic that is wrong the same way on every visit, as a fitted one is."""
+    H, S, K = task.horizon, task.num_states, task.subtasks
+    return Critic(*(sigma * rng.standard_normal(shape) for shape in ((H, S, K), (H, S), (H, S, K))))
+
+
+def with_error(critic: Critic, error: Critic | None) -> Critic:
+    return critic if error is None else Critic(*(v + e for v, e in zip(critic, error)))
 
 
 # --------------------------------------------------------------------------- sampling
@@ -462,17 +468,11 @@ def token_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
     return Credit(adv[:, 0] * has_switch, adv[rows, at_subgoal] * has_subgoal, adv[rows, at_action])
 
 
-def turn_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
-    """Turn-level GAE, gamma = lam = 1, broadcast to the turn's decisions."""
+def turn_gae_credit(batch: TurnBatch, group_size: int, lam: float = 1.0) -> Credit:
+    """Turn-level GAE with gamma = 1, broadcast to the turn's decisions. lam = 1 is the
+    baseline; lam < 1 bootstraps from the next turns' values (the controls)."""
     ro = batch.rollout
-    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn).advantages)
-
-
-def turn_gae_lam_credit(batch: TurnBatch, group_size: int) -> Credit:
-    """Turn-level GAE with lam = CONTROL_LAM: flat, but bootstrapping across turns."""
-    ro = batch.rollout
-    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn,
-                                              lam=CONTROL_LAM).advantages)
+    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn, lam=lam).advantages)
 
 
 def grpo_credit(batch: TurnBatch, group_size: int) -> Credit:
@@ -494,7 +494,8 @@ ESTIMATORS = {e.key: e for e in (
     Estimator("token_gae", "flat GAE (token, PPO)", token_gae_credit),
     Estimator("turn_gae", "turn GAE", turn_gae_credit),
     Estimator("grpo", "GRPO", grpo_credit, uses_critic=False),
-    Estimator("turn_gae_lam", f"turn GAE lam={CONTROL_LAM} (control)", turn_gae_lam_credit),
+    Estimator("turn_gae_095", "turn GAE lam=0.95 (control)", partial(turn_gae_credit, lam=0.95)),
+    Estimator("turn_td", "turn TD, lam=0 (control)", partial(turn_gae_credit, lam=0.0)),
 )}
 
 
@@ -563,18 +564,18 @@ class StudyConfig:
     """Everything a run of the study depends on (written into the JSON)."""
 
     subtasks: tuple[int, ...] = (2, 3, 4)
-    horizons: tuple[int, ...] = (10, 20, 40)
+    horizons: tuple[int, ...] = (10, 20, 40, 80)
     steps: int = 2
     actions: int = 5
     slip: float = 0.2
     target_success: float = 0.5
     skill: float | None = None
-    batches: int = 1000
+    batches: int = 2000
     batch_size: int = 32
     group_size: int = 8
     critic_noise: float = 0.05
     estimators: tuple[str, ...] = tuple(ESTIMATORS)
-    seeds: int = 5
+    seeds: int = 10
     iterations: int = 200
     lr: float = 0.01
     learn_subtasks: int = 4
@@ -615,27 +616,51 @@ QUICK = StudyConfig(subtasks=(2,), horizons=(6, 10), batches=20, batch_size=8, g
                     iterations=4, learn_subtasks=2, learn_horizon=8)
 
 
-def measure_cell(cfg: StudyConfig, task: ChainTask, rng: np.random.Generator) -> dict:
-    """Bias/variance/cosine of every estimator on one task, at the evaluation policy."""
-    logits, skill = evaluation_logits(cfg, task)
-    pi = make_policy(task, logits)
+class Cell(NamedTuple):
+    """One (K, H) point of the grid with its evaluation policy."""
+
+    task: ChainTask
+    logits: np.ndarray
+    skill: float
+
+
+def grid_cells(cfg: StudyConfig) -> list[Cell]:
+    """The grid, K-major, each cell with its calibrated evaluation policy. Raises ValueError
+    before any sampling if a cell cannot reach the target success."""
+    tasks = [cfg.task(k, h) for k in cfg.subtasks for h in cfg.horizons]
+    return [Cell(task, *evaluation_logits(cfg, task)) for task in tasks]
+
+
+def measure_cell(cfg: StudyConfig, cell: Cell, rng: np.random.Generator) -> dict:
+    """Bias/variance/cosine of every estimator on one cell, at its evaluation policy; the
+    noisy-critic variant on the same batches."""
+    task, skill = cell.task, cell.skill
+    pi = make_policy(task, cell.logits)
     exact = solve_exactly(task, pi)
-    rollout = sample_rollouts(task, pi, cfg.batches * cfg.batch_size, rng)
     critics = {"exact": exact.critic}
     if cfg.critic_noise > 0:
-        critics["noisy"] = noisy_critic(exact.critic, cfg.critic_noise, rng)
-    cell = {"subtasks": task.subtasks, "horizon": task.horizon, "skill": skill, "success": exact.success,
-            "grad_norm": float(np.linalg.norm(exact.gradient)), "mean_turns": rollout.turn.size / rollout.num_trajectories,
-            "mean_segments": float(rollout.switched.sum()) / rollout.num_trajectories, "results": {}}
-    for critic_name, critic in critics.items():
-        batch = prepare(rollout, critic)
-        for key in cfg.estimators:
-            est = ESTIMATORS[key]
-            if critic_name != "exact" and not est.uses_critic:
-                continue
-            grads = batch_gradients(task, pi, rollout, est.credit(batch, cfg.group_size), cfg.batch_size)
-            cell["results"].setdefault(critic_name, {})[key] = gradient_stats(grads, exact.gradient)
-    return cell
+        critics["noisy"] = with_error(exact.critic, critic_error(task, cfg.critic_noise, rng))
+    estimates: dict[tuple[str, str], list[np.ndarray]] = {}
+    turns = segments = 0
+    per_chunk = max(1, CHUNK_TRAJECTORIES // cfg.batch_size)
+    for first in range(0, cfg.batches, per_chunk):
+        rollout = sample_rollouts(task, pi, min(per_chunk, cfg.batches - first) * cfg.batch_size, rng)
+        turns, segments = turns + rollout.turn.size, segments + int(rollout.switched.sum())
+        for critic_name, critic in critics.items():
+            batch = prepare(rollout, critic)
+            for key in cfg.estimators:
+                est = ESTIMATORS[key]
+                if critic_name == "exact" or est.uses_critic:
+                    credit = est.credit(batch, cfg.group_size)
+                    grads = batch_gradients(task, pi, rollout, credit, cfg.batch_size)
+                    estimates.setdefault((critic_name, key), []).append(grads)
+    results: dict[str, dict] = {}
+    for (critic_name, key), parts in estimates.items():
+        results.setdefault(critic_name, {})[key] = gradient_stats(np.concatenate(parts), exact.gradient)
+    trajectories = cfg.batches * cfg.batch_size
+    return {"subtasks": task.subtasks, "horizon": task.horizon, "skill": skill, "success": exact.success,
+            "grad_norm": float(np.linalg.norm(exact.gradient)), "mean_turns": turns / trajectories,
+            "mean_segments": segments / trajectories, "results": results}
 
 
 class Adam:
@@ -656,9 +681,13 @@ class Adam:
         return params + self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-def train(cfg: StudyConfig, task: ChainTask, estimator: Estimator, rng: np.random.Generator) -> np.ndarray:
-    """Exact J after each of cfg.iterations policy-gradient steps (iterations + 1 values)."""
+def train(cfg: StudyConfig, task: ChainTask, estimator: Estimator, rng: np.random.Generator,
+          critic_noise: float = 0.0) -> np.ndarray:
+    """Exact J after each of cfg.iterations policy-gradient steps (iterations + 1 values).
+    The critic is the exact value of the current policy, plus, with critic_noise > 0, an
+    error drawn once per run."""
     logits = skilled_logits(task, cfg.learn_skill)
+    error = critic_error(task, critic_noise, rng) if critic_noise > 0 else None
     opt = Adam(cfg.lr)
     curve = np.empty(cfg.iterations + 1)
     for it in range(cfg.iterations + 1):
@@ -668,42 +697,68 @@ def train(cfg: StudyConfig, task: ChainTask, estimator: Estimator, rng: np.rando
         if it == cfg.iterations:
             break
         rollout = sample_rollouts(task, pi, cfg.batch_size, rng)
-        credit = estimator.credit(prepare(rollout, exact.critic), cfg.group_size)
+        credit = estimator.credit(prepare(rollout, with_error(exact.critic, error)), cfg.group_size)
         logits = opt.step(logits, batch_gradients(task, pi, rollout, credit, cfg.batch_size)[0])
     return curve
 
 
 def learning_curves(cfg: StudyConfig) -> dict:
+    """Curves of every estimator over cfg.seeds seeds, with the exact critic and (if
+    cfg.critic_noise) the noisy one; seed i samples the same way for every estimator."""
     task = cfg.task(cfg.learn_subtasks, cfg.learn_horizon)
-    curves = {key: np.stack([train(cfg, task, ESTIMATORS[key], np.random.default_rng([cfg.seed, 1, seed]))
-                             for seed in range(cfg.seeds)]) for key in cfg.estimators}
+    noise_levels = {"exact": 0.0, **({"noisy": cfg.critic_noise} if cfg.critic_noise > 0 else {})}
+    curves: dict[str, dict[str, list]] = {}
+    for critic_name, sigma in noise_levels.items():
+        for key in cfg.estimators:
+            if critic_name == "exact" or ESTIMATORS[key].uses_critic:
+                runs = [train(cfg, task, ESTIMATORS[key], np.random.default_rng([cfg.seed, 1, seed]), sigma)
+                        for seed in range(cfg.seeds)]
+                curves.setdefault(critic_name, {})[key] = np.stack(runs).tolist()
     return {"task": asdict(task), "optimum": success_probability(task, skilled_logits(task, 30.0)),
-            "curves": {key: c.tolist() for key, c in curves.items()}}
+            "curves": curves}
 
 
 # --------------------------------------------------------------------------- reporting
 
 
 def format_table(cells: list[dict], estimators: tuple[str, ...], critic: str = "exact") -> str:
-    head = (f"{'K':>2} {'H':>3} {'skill':>5} {'J':>5} {'turns':>5} {'segs':>5}  {'estimator':<30} {'rel.bias':>9} "
-            f"{'(floor)':>8} {'rel.var':>10} {'cosine':>7}")
+    """One row per (cell, estimator): the cell's skill, J, mean turns and segments per
+    trajectory, then relative bias (and its noise floor), relative variance and cosine."""
+    head = (f"{'K':>2} {'H':>3} {'skill':>5} {'J':>5} {'turns':>5} {'segs':>5}  {'estimator':<30} "
+            f"{'rel.bias':>8} {'(floor)':>7} {'rel.var':>8} {'cosine':>6}")
     lines = [head, "-" * len(head)]
     for cell in cells:
-        results = cell["results"].get(critic, {})
-        first = True
-        for key in estimators:
-            if key not in results:
-                continue
-            r = results[key]
-            lead = (f"{cell['subtasks']:>2} {cell['horizon']:>3} {cell['skill']:>5.2f} {cell['success']:>5.2f} "
-                    f"{cell['mean_turns']:>5.1f} {cell['mean_segments']:>5.1f}") if first else " " * 30
-            lines.append(f"{lead}  {ESTIMATORS[key].label:<30} {r['rel_bias']:>9.3f} {r['bias_floor']:>8.3f} "
-                         f"{r['rel_var']:>10.3g} {r['cosine']:>7.3f}")
-            first = False
+        lead = (f"{cell['subtasks']:>2} {cell['horizon']:>3} {cell['skill']:>5.2f} {cell['success']:>5.2f} "
+                f"{cell['mean_turns']:>5.1f} {cell['mean_segments']:>5.1f}")
+        for key in (k for k in estimators if k in cell["results"].get(critic, {})):
+            r = cell["results"][critic][key]
+            lines.append(f"{lead}  {ESTIMATORS[key].label:<30} {r['rel_bias']:>8.3f} {r['bias_floor']:>7.3f} "
+                         f"{r['rel_var']:>8.3g} {r['cosine']:>6.3f}")
+            lead = " " * len(lead)
     return "\n".join(lines)
 
 
+def format_learning(learning: dict, critic: str) -> str:
+    """Mean +- std over seeds of the exact J at a few iterations, one row per estimator."""
+    curves = learning["curves"][critic]
+    iterations = len(next(iter(curves.values()))[0]) - 1
+    marks = sorted({0, iterations // 8, iterations // 4, iterations // 2, iterations})
+    lines = [f"{'estimator':<30}" + "".join(f"{'it ' + str(m):>14}" for m in marks)]
+    for key, runs in curves.items():
+        runs = np.asarray(runs)
+        lines.append(f"{ESTIMATORS[key].label:<30}"
+                     + "".join(f"{runs[:, m].mean():>8.3f}+-{runs[:, m].std():.3f}" for m in marks))
+    return "\n".join(lines)
+
+
+# Token and turn GAE nearly coincide: dashes and markers keep both visible.
+_STYLES = {"hae": dict(color="C0", marker="o", lw=2.2), "token_gae": dict(color="C1", marker="s", ls="--"),
+           "turn_gae": dict(color="C2", marker="^", ls=":"), "grpo": dict(color="C3", marker="v"),
+           "turn_gae_095": dict(color="C4", marker="x", lw=1), "turn_td": dict(color="C7", marker="+", lw=1)}
+
+
 def _pyplot():
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -714,49 +769,61 @@ def _pyplot():
     return plt
 
 
-def plot_variance(cells: list[dict], estimators: tuple[str, ...], path: Path) -> None:
-    """Relative variance (log) and cosine vs horizon, one column per number of subtasks."""
-    plt = _pyplot()
+def plot_variance(plt, cells: list[dict], estimators: tuple[str, ...], path: Path) -> None:
+    """Per number of subtasks (columns), against the horizon: relative variance (log) and
+    cosine with exact critics and, if measured, relative bias with the noisy critic."""
     ks = sorted({c["subtasks"] for c in cells})
-    fig, axes = plt.subplots(2, len(ks), figsize=(4.2 * len(ks), 7), squeeze=False)
+    rows = [("exact", "rel_var", "tr Cov(g) / |grad J|^2", True), ("exact", "cosine", "mean cos(g, grad J)", False)]
+    if any("noisy" in c["results"] for c in cells):
+        rows.append(("noisy", "rel_bias", "|E g - grad J| / |grad J|, noisy critic", True))
+    fig, axes = plt.subplots(len(rows), len(ks), figsize=(4.2 * len(ks), 3.4 * len(rows)), squeeze=False)
     for col, k in enumerate(ks):
-        row = sorted((c for c in cells if c["subtasks"] == k), key=lambda c: c["horizon"])
-        hs = [c["horizon"] for c in row]
-        for key in estimators:
-            label = ESTIMATORS[key].label
-            axes[0, col].plot(hs, [c["results"]["exact"][key]["rel_var"] for c in row], marker="o", label=label)
-            axes[1, col].plot(hs, [c["results"]["exact"][key]["cosine"] for c in row], marker="o", label=label)
-        axes[0, col].set_yscale("log")
-        axes[0, col].set_title(f"K = {k} subtasks")
-        axes[0, col].set_ylabel("tr Cov(g) / |grad J|^2")
-        axes[1, col].set_ylabel("mean cos(g, grad J)")
-        for ax in axes[:, col]:
+        line = sorted((c for c in cells if c["subtasks"] == k), key=lambda c: c["horizon"])
+        hs = [c["horizon"] for c in line]
+        for ax, (critic, metric, ylabel, log_y) in zip(axes[:, col], rows):
+            for key in estimators:
+                if all(key in c["results"].get(critic, {}) for c in line):
+                    ax.plot(hs, [c["results"][critic][key][metric] for c in line],
+                            label=ESTIMATORS[key].label, **_STYLES.get(key, {}))
+            if metric == "rel_bias":
+                floor = [max(r["bias_floor"] for r in c["results"][critic].values()) for c in line]
+                ax.plot(hs, floor, color="black", lw=0.8, ls="-.", label="noise floor (largest)")
+            if log_y:
+                ax.set_yscale("log")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(hs, [str(h) for h in hs])
             ax.set_xlabel("horizon H (turns)")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Gradient estimates per batch vs the exact gradient (exact critics)")
+        axes[0, col].set_title(f"K = {k} subtasks")
+    axes[0, 0].legend(fontsize=7)
+    if len(rows) > 2:
+        axes[2, 0].legend(fontsize=7)
+    fig.suptitle("Per-batch gradient estimates against the exact gradient")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_learning(learning: dict, path: Path) -> None:
-    """Exact success probability vs iteration, mean +- std over seeds."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for key, runs in learning["curves"].items():
-        runs = np.asarray(runs)
-        mean, std = runs.mean(0), runs.std(0)
-        x = np.arange(mean.size)
-        ax.plot(x, mean, label=ESTIMATORS[key].label)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    ax.axhline(learning["optimum"], color="grey", ls="--", lw=1, label="near-optimal policy")
+def plot_learning(plt, learning: dict, path: Path) -> None:
+    """Exact success probability vs iteration, mean +- std over seeds, one panel per critic."""
+    panels = list(learning["curves"].items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     task = learning["task"]
-    ax.set_title(f"K = {task['subtasks']}, H = {task['horizon']}, {len(runs)} seeds (mean +- std)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("exact success probability J")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, (critic, curves) in zip(axes[0], panels):
+        for key, runs in curves.items():
+            runs = np.asarray(runs)
+            mean, std = runs.mean(0), runs.std(0)
+            style = {k: v for k, v in _STYLES.get(key, {}).items() if k != "marker"}
+            ax.plot(np.arange(mean.size), mean, label=ESTIMATORS[key].label, **style)
+            ax.fill_between(np.arange(mean.size), mean - std, mean + std, color=style.get("color"), alpha=0.2)
+        ax.axhline(learning["optimum"], color="grey", ls="--", lw=1, label="near-optimal policy")
+        ax.set_title(f"{critic} critic: K = {task['subtasks']}, H = {task['horizon']}, "
+                     f"{len(runs)} seeds (mean +- std)")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("exact success probability J")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -813,51 +880,49 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study: print the tables, write credit.json and the plots into args.out."""
+    start = time.perf_counter()
     try:
         cfg = config_from_args(args)
+        grid = grid_cells(cfg)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     cells = []
-    for i, k in enumerate(cfg.subtasks):
-        for j, h in enumerate(cfg.horizons):
-            cells.append(measure_cell(cfg, cfg.task(k, h), np.random.default_rng([cfg.seed, 0, i, j])))
-            print(f"measured K={k} H={h} ({time.perf_counter() - start:.0f} s)", flush=True)
+    for i, cell in enumerate(grid):
+        cells.append(measure_cell(cfg, cell, np.random.default_rng([cfg.seed, 0, i])))
+        print(f"measured K={cell.task.subtasks} H={cell.task.horizon} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
     measured = time.perf_counter() - start
     learning = learning_curves(cfg)
     elapsed = time.perf_counter() - start
 
-    print(f"\nGradient estimates vs the exact gradient: {cfg.batches} batches of {cfg.batch_size} "
+    print(f"\nGradient estimates against the exact gradient: {cfg.batches} batches of {cfg.batch_size} "
           f"trajectories per cell, exact critics, no advantage normalisation")
     print(format_table(cells, cfg.estimators))
     if cfg.critic_noise > 0:
-        print(f"\nThe same batches with a noisy critic (fixed N(0, {cfg.critic_noise}^2) error per value)")
+        print(f"\nThe same batches with a noisy critic (a fixed N(0, {cfg.critic_noise}^2) error per value)")
         print(format_table(cells, cfg.estimators, critic="noisy"))
     task = learning["task"]
-    print(f"\nLearning (K={task['subtasks']}, H={task['horizon']}, {cfg.seeds} seeds, {cfg.iterations} Adam steps "
-          f"of lr {cfg.lr}, B={cfg.batch_size}): exact success probability, mean +- std over seeds")
-    marks = sorted({0, cfg.iterations // 4, cfg.iterations // 2, cfg.iterations})
-    print(f"{'estimator':<30}" + "".join(f"{'it ' + str(m):>15}" for m in marks))
-    for key, runs in learning["curves"].items():
-        runs = np.asarray(runs)
-        print(f"{ESTIMATORS[key].label:<30}" + "".join(f"{runs[:, m].mean():>9.3f}+-{runs[:, m].std():.3f}"
-                                                         for m in marks))
-    print(f"(near-optimal policy: J = {learning['optimum']:.3f})")
+    for critic in learning["curves"]:
+        print(f"\nLearning with the {critic} critic (K={task['subtasks']}, H={task['horizon']}, {cfg.seeds} seeds, "
+              f"Adam lr {cfg.lr}, B={cfg.batch_size}): exact J, mean +- std over seeds")
+        print(format_learning(learning, critic))
+    print(f"(a near-optimal policy has J = {learning['optimum']:.3f})")
 
     record = {"config": asdict(cfg), "cells": cells, "learning": learning,
               "seconds": {"measurement": measured, "learning": elapsed - measured, "total": elapsed}}
     (out / "credit.json").write_text(json.dumps(record, indent=1))
     written = [out / "credit.json"]
-    if _pyplot() is None:
+    plt = _pyplot()
+    if plt is None:
         print("matplotlib is not installed (pip install 'hiper[plot]'): no plots written")
     else:
-        plot_variance(cells, cfg.estimators, out / "variance.png")
-        plot_learning(learning, out / "learning.png")
+        plot_variance(plt, cells, cfg.estimators, out / "variance.png")
+        plot_learning(plt, learning, out / "learning.png")
         written += [out / "variance.png", out / "learning.png"]
-    print(f"\nwrote {', '.join(str(p) for p in written)} in {elapsed:.0f} s")
+    print(f"\nwrote {', '.join(str(p) for p in written)} ({elapsed:.0f} s)")
     return 0
 
 

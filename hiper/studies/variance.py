@@ -1,0 +1,199 @@
+"""How noisy is each estimator's policy gradient on real rollouts? (`hiper bench variance`)
+
+From one fixed policy (SmolLM2-135M-Instruct by default) and one critic, collect K
+independent rollout batches on a real environment. For every batch and every estimator,
+compute the policy-gradient estimate the PPO actor would follow on its first step (the
+clipped surrogate at ratio 1: -grad of the token-mean of A * log pi over the estimator's
+loss mask) with respect to a parameter subset, then compare the K estimates:
+
+    relative variance   tr Cov[g] / ||E g||^2  (unbiased trace over batches; lower is better)
+    pairwise cosine     mean cosine similarity between the batches' gradients (scale-free;
+                        1 = every batch points the same way)
+
+with percentile-bootstrap confidence intervals over batches. All estimators see the same
+rollouts, the same critic values and the same log-probabilities, so differences come from
+the advantages alone.
+
+The parameter subset is the last decoder layer's MLP: its gradient needs a backward pass
+through one layer only, and it is not tied to the embeddings (SmolLM2 ties the LM head).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ALL = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--batches", type=int, default=4, help="K independent rollout batches (>= 2)")
+    parser.add_argument("--envs", type=int, default=4, help="environments per batch")
+    parser.add_argument("--group-size", type=int, default=2, help="rollouts per game (GRPO/RLOO/GiGPO groups)")
+    parser.add_argument("--max-turns", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--estimators", default=",".join(ALL))
+    parser.add_argument("--model", default=None, help="HF name or path (default: SmolLM2-135M-Instruct, offline)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test)")
+    parser.add_argument("--micro-batch-size", type=int, default=4)
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/variance")
+
+
+def gradient_subset(model) -> list[torch.nn.Parameter]:
+    """The last decoder layer's MLP parameters (requires_grad is switched off elsewhere)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    return [p for p in decoder.layers[-1].mlp.parameters()]
+
+
+def spread(grads: np.ndarray) -> dict:
+    """grads: (K, P) float64. Relative variance and mean pairwise cosine."""
+    k = grads.shape[0]
+    mean = grads.mean(axis=0)
+    trace_cov = float(((grads - mean) ** 2).sum() / (k - 1))
+    mean_sq = float(mean @ mean)
+    norms = np.linalg.norm(grads, axis=1)
+    unit = grads / np.where(norms > 0, norms, 1.0)[:, None]
+    cos = unit @ unit.T
+    pairs = cos[np.triu_indices(k, 1)]
+    return {"relative_variance": trace_cov / mean_sq if mean_sq > 0 else float("inf"),
+            "pairwise_cosine": float(pairs.mean()), "mean_norm": float(np.sqrt(mean_sq)),
+            "batch_norm": float(norms.mean())}
+
+
+def bootstrap_interval(grads: np.ndarray, key: str, resamples: int, rng) -> tuple[float, float]:
+    """95% percentile interval of spread(...)[key] over batches resampled with replacement;
+    resamples that repeat a single batch have no spread and are skipped."""
+    k, values = grads.shape[0], []
+    for _ in range(resamples):
+        idx = rng.integers(0, k, size=k)
+        if np.unique(idx).size < 2:
+            continue
+        value = spread(grads[idx])[key]
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarray]:
+    """One rollout batch -> {estimator: flattened policy gradient over `params`}."""
+    from hiper.estimators import flat_advantages, hae_advantages
+    from hiper.policy import response_logprobs
+
+    cfg, batch = trainer.config, rollout.batch
+    R = batch.responses.shape[1]
+    spans = trainer.masker(batch.responses, batch.response_mask, include_tags=True)
+    values = trainer._forward_all(batch, lambda ids, am: trainer.critic.values(ids, am, R))
+    resp = batch.response_mask
+    credit = {}
+    for name in estimators:
+        if name == "hae":
+            adv, mask, _ = hae_advantages(batch, spans, values, trainer.masker, cfg.hae_config())
+        else:
+            flat = flat_advantages(name, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
+                                   is_action_valid=batch.is_action_valid.numpy(), response_mask=resp,
+                                   values=values[..., 0], groups=(batch.env_ids // cfg.group_size).numpy(),
+                                   anchors=rollout.observations, config=cfg.flat_config())
+            adv, mask = flat.advantages, flat.loss_mask & resp
+        credit[name] = (adv.float(), mask.float(), max(float(mask.sum()), 1.0))
+    sums = {name: [torch.zeros_like(p) for p in params] for name in estimators}
+    for sl in trainer._chunks(batch.num_rows):
+        logp = response_logprobs(trainer.actor, batch.input_ids[sl], batch.attention_mask[sl], R)
+        for i, name in enumerate(estimators):
+            adv, mask, count = credit[name]
+            # -d/dtheta of the token-mean surrogate; at ratio 1 PPO's clipped loss has this gradient.
+            loss = -(adv[sl] * mask[sl] * logp).sum() / count
+            grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < len(estimators), allow_unused=True)
+            for acc, g in zip(sums[name], grads):
+                if g is not None:
+                    acc += g
+    out = {name: torch.cat([g.reshape(-1) for g in sums[name]]).double().numpy() for name in estimators}
+    out["_credited_tokens"] = {name: credit[name][1].sum().item() for name in estimators}
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from hiper.envs import EnvPool
+    from hiper.rollout import RolloutEngine
+    from hiper.trainer import Trainer, TrainConfig, env_specs
+
+    estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    bad = [e for e in estimators if e not in ALL]
+    if bad:
+        raise SystemExit(f"--estimators: unknown {bad}; choose from {', '.join(ALL)}")
+    if args.batches < 2:
+        raise SystemExit("--batches: need at least 2 batches to measure a spread")
+    t0 = time.perf_counter()
+    config = TrainConfig(env=args.env, split=args.split, envs=args.envs, group_size=args.group_size,
+                         max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, model=args.model,
+                         tiny_model=args.tiny, micro_batch_size=args.micro_batch_size, kl_coef=0.0,
+                         gradient_checkpointing=False, seed=args.seed, estimator="hae")
+    trainer = Trainer(config)
+    trainer.actor.requires_grad_(False)
+    params = gradient_subset(trainer.actor)
+    for p in params:
+        p.requires_grad_(True)
+    print(f"set up in {time.perf_counter() - t0:.1f} s; gradient over {sum(p.numel() for p in params):,} "
+          f"parameters (last decoder layer's MLP); {args.batches} batches of {args.envs} {args.env} environments")
+
+    per_batch: dict[str, list[np.ndarray]] = {name: [] for name in estimators}
+    batches_info = []
+    tasks = args.envs // args.group_size
+    for k in range(args.batches):
+        t = time.perf_counter()
+        specs = env_specs(args.env, args.envs, args.split, args.max_turns, offset=k * tasks,
+                          group_size=args.group_size)
+        with EnvPool(specs) as pool:
+            rollout = RolloutEngine(trainer.actor, trainer.tokenizer, pool, config.rollout_config()).run()
+        t_roll = time.perf_counter() - t
+        grads = batch_gradients(trainer, rollout, estimators, params)
+        for name in estimators:
+            per_batch[name].append(grads[name])
+        info = {"batch": k, "rows": rollout.batch.num_rows, "success_rate": rollout.success_rate,
+                "invalid_rate": float(1 - rollout.batch.is_action_valid.float().mean()),
+                "credited_tokens": grads["_credited_tokens"], "rollout_s": round(t_roll, 1),
+                "gradients_s": round(time.perf_counter() - t - t_roll, 1)}
+        batches_info.append(info)
+        print(f"batch {k + 1}/{args.batches}: {info['rows']} turns, success {info['success_rate']:.2f}, "
+              f"invalid {info['invalid_rate']:.2f}, rollout {t_roll:.0f} s, gradients {info['gradients_s']:.0f} s")
+
+    rng = np.random.default_rng(args.seed)
+    table = {}
+    for name in estimators:
+        g = np.stack(per_batch[name])
+        row = spread(g)
+        row["relative_variance_ci"] = bootstrap_interval(g, "relative_variance", args.bootstrap, rng)
+        row["pairwise_cosine_ci"] = bootstrap_interval(g, "pairwise_cosine", args.bootstrap, rng)
+        row["zero_gradient_batches"] = int((np.abs(g).sum(axis=1) == 0).sum())
+        table[name] = row
+    print(format_table(table, args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "variance.json").write_text(json.dumps({"args": vars(args), "batches": batches_info, "table": table},
+                                                  indent=2, default=str))
+    print(f"done in {time.perf_counter() - t0:.0f} s; numbers in {out / 'variance.json'}")
+    return 0
+
+
+def format_table(table: dict, args) -> str:
+    lines = [f"policy-gradient spread over {args.batches} batches ({args.env}, {args.envs} envs x "
+             f"{args.max_turns} turns, groups of {args.group_size}); 95% bootstrap intervals",
+             f"{'estimator':<10}{'tr Cov / |mean|^2':>20}{'[95% CI]':>22}{'pairwise cos':>14}{'[95% CI]':>20}"
+             f"{'|mean g|':>11}{'zero-grad':>10}"]
+    for name, r in table.items():
+        lo, hi = r["relative_variance_ci"]
+        clo, chi = r["pairwise_cosine_ci"]
+        lines.append(f"{name:<10}{r['relative_variance']:>20.3g}{f'[{lo:.3g}, {hi:.3g}]':>22}"
+                     f"{r['pairwise_cosine']:>14.3f}{f'[{clo:.2f}, {chi:.2f}]':>20}{r['mean_norm']:>11.3g}"
+                     f"{r['zero_gradient_batches']:>10}")
+    return "\n".join(lines)
