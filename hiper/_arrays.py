@@ -1,7 +1,7 @@
 """Array plumbing between the public API and the compiled core.
 
-The core takes numpy arrays. Callers may hand torch tensors (CPU) or anything numpy can
-read; a tensor of the expected dtype is shared with the core through ``Tensor.numpy()``,
+The core takes numpy arrays. Callers may hand torch tensors (CPU), DLPack producers or
+anything numpy can read; a tensor of the expected dtype is shared with the core through ``Tensor.numpy()``,
 never copied. Outputs come back in the caller's framework: torch in, torch out.
 
 torch is not imported here: if the caller has not imported it, no argument can be a tensor.
@@ -43,6 +43,11 @@ def to_numpy(x: Any, name: str, dtype: np.dtype, ndim: int | None = None) -> np.
         arr = x.contiguous().numpy()
     elif isinstance(x, np.ndarray):
         arr = x
+    elif hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        # Any DLPack producer (JAX, CuPy, TensorFlow, ...): shared, not copied, when on the CPU.
+        if x.__dlpack_device__()[0] != 1:  # kDLCPU
+            raise ValueError(f"{name}: expected a CPU array, got one on DLPack device {x.__dlpack_device__()}")
+        arr = np.from_dlpack(x)
     else:
         try:
             arr = np.asarray(x)

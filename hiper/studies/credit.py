@@ -1,6 +1,8 @@
 """Credit-assignment study: how well HAE and the flat baselines estimate the policy gradient
 of a hierarchical policy, measured against the exact gradient.
 
+    python -m hiper.studies.credit [--quick] [--out runs/credit]   (the CLI: `hiper bench credit`)
+
 The task (`ChainTask`)
     K subtasks done in order, each of `steps` primitive steps, within a horizon of H turns.
     The state is the total progress s = k * steps + p (subtask k under way, p of its steps
@@ -9,74 +11,83 @@ The task (`ChainTask`)
     always a boundary and makes no switch decision), on SWITCH and on turn 0 a subgoal
     o ~ pi_sg(. | s) (on KEEP o = o_prev), and a primitive action a ~ pi_act(. | s, o). The
     action advances s by one only if the subgoal is the subtask under way, the action is
-    that step's correct one and the step does not slip (probability `slip`); otherwise
-    nothing happens. So a subgoal goes stale whenever its subtask is finished and the
-    policy has to SWITCH to the next one. Completing the last step ends the episode with
-    reward 1 (the only reward). At turn H the episode ends with reward 0 and done=True: this
-    is a finite-horizon task, not a truncated one, and every value below is indexed by the
-    turn t because the time left matters.
+    that step's correct one (one of `actions`) and the step does not slip (probability
+    `slip`); otherwise nothing happens. A subgoal therefore goes stale when its subtask is
+    done, and the policy has to SWITCH to the next one. Completing the last step ends the
+    episode with reward 1, the only reward. At turn H the episode ends with reward 0 and
+    done=True: a finite-horizon task, not a truncated one, so every value below is indexed
+    by the turn t (the time left matters) and no estimator bootstraps past the end.
 
 The policy
-    Three softmax tables of logits, pi_sw over (s, o_prev), pi_sg over s, pi_act over
-    (s, o): a few hundred parameters for K = 4. Gradients are taken w.r.t. the logits.
+    Three softmax tables of logits, pi_sw over (s, o_prev), pi_sg over s and pi_act over
+    (s, o): 256 parameters for K = 4 with the defaults. Gradients are w.r.t. the logits.
 
 The truth (`solve_exactly`)
-    The state space is finite, so J = P(success) and its gradient are computed exactly by
-    dynamic programming: a backward pass gives the time-indexed values
+    The state space is finite, so J = P(success) and its gradient are exact, by dynamic
+    programming: a backward pass gives the time-indexed values
         U_t(s, o_prev)  at the start of a turn (the flat critic; HAE's termination V^T),
         V^H_t(s)        once SWITCH is decided (HAE's high-level value),
         V^L_t(s, o)     once subgoal o is active (HAE's low-level value),
         Q_t(s, o, a)    after the action,
-    a forward pass the occupancy of each decision context, and the policy-gradient theorem
-    for a finite horizon gives, for a softmax table, dJ/dtheta[x, j] = sum_t d_t(x)
-    pi(j | x) (Q_t(x, j) - V_t(x)). The tests check this against finite differences of J.
+    a forward pass the occupancy of each decision context, and the finite-horizon
+    policy-gradient theorem gives, for a softmax table, dJ/dtheta[x, j] = sum_t
+    occupancy_t(x) pi(j | x) (Q_t(x, j) - V_t(x)). The tests check it against finite
+    differences, and J against a brute-force walk of the decision tree.
 
-The estimators (`ESTIMATORS`), all fed the exact values above (the assumption of the
-unbiasedness claim, SPEC §11); none normalises its advantages, so that bias and variance
-are those of the advantage estimator itself (HAE's norm_adv and verl's whitening rescale
-every advantage of a batch by one random factor: a step-size effect that we leave out):
-    hae        `hiper.hae_turns`, gamma = lam_turn = 1, lam_seg = 0.95 (the released
-               settings, SPEC §9): switch <- A^T, subgoal <- A^H (segment starts),
-               action <- A^L.
-    token_gae  the authors' PPO baseline (SPEC §8): each decision is one token of the turn's
-               response, the last token scores the episode reward, verl's token GAE with
-               gamma = lam = 1 inside the turn and no bootstrap across turns; each token's
-               value is the exact value before that token (U, V^H, V^L), i.e. the best
-               critic a flat PPO can have.
+The estimators (`ESTIMATORS`), all fed these exact values (the assumption under which
+SPEC §11 claims unbiasedness). None normalises its advantages, so that bias and variance
+are the advantage estimator's own: HAE's norm_adv and verl's whitening rescale a batch's
+advantages by one random factor, a step-size effect left out here.
+    hae        `hiper.hae_turns` with the released gamma = lam_turn = 1, lam_seg = 0.95
+               (SPEC §9): switch <- A^T, subgoal <- A^H (segment starts), action <- A^L.
+    token_gae  the authors' PPO (SPEC §8): the decisions are the tokens of the turn's
+               response, its last token scores the episode reward, verl's token GAE with
+               gamma = lam = 1 inside the turn, no bootstrap across turns. Each token's value
+               is the exact value before it (U, V^H, V^L): the best critic flat PPO can have.
     turn_gae   GAE over turns, gamma = lam = 1, on the per-turn environment reward (the
-               success reward on the last turn, so that U is its exact critic), U at the
-               turn start as the value; one advantage for all decisions of the turn.
+               success reward on the last turn, whose exact critic U is), U at the turn start
+               as the value; one advantage for all the turn's decisions.
     grpo       (R - mean) / (std + 1e-6) over all turns of a group of n trajectories
                (compute_mean_std_cross_steps=True); no critic. Biased and rescaled by
-               construction (the baseline contains the sample itself, the std divides).
-    turn_gae_lam  turn-level GAE with lam = 0.95: not a baseline of the paper, a control
-               that bootstraps across turns as HAE does, without the hierarchy.
+               construction: the baseline includes the sample itself and the std divides.
+    Two controls that are not baselines of the paper: turn-level GAE with lam = 0.95
+    (`turn_gae_095`) and lam = 0 (`turn_td`, one-step TD). Both are flat but bootstrap from
+    the next turn's value, as HAE does at segment boundaries. With exact values every
+    bootstrap is free of bias, so they separate what the hierarchy buys from what
+    bootstrapping alone buys.
 The gradient estimate of a batch of B trajectories is
     g = (1/B) sum over turns [A_sw grad log pi_sw(q) + A_sg grad log pi_sg(o) + A_act grad log pi_act(a)],
 each term only where the turn made that decision.
 
 The measurements (`measure_cell`)
-    At a fixed evaluation policy (logits `skill` on the right choices plus N(0, 0.5) noise,
-    the same local behaviour in every cell) and for each horizon H and number of subtasks K:
-    M batches of B trajectories (B = G groups of n for GRPO) give M estimates g_m, and
-        rel_bias   ||mean g_m - g|| / ||g||, with `bias_floor` = sqrt(tr Cov / M) / ||g||, the
-                   value an unbiased estimator shows from the finite M alone;
-        rel_var    tr Cov(g_m) / ||g||^2 (per batch of B);
-        cosine     mean over batches of cos(g_m, g), a scale-free measure (fair to GRPO).
+    Every (K, H) cell of the grid is measured at one evaluation policy: fixed N(0, 0.5^2)
+    logit noise (per K) plus `skill` on the right choices, the scalar skill calibrated so
+    that J = 0.5 (`--target-success`). At any one fixed policy J would range from ~0 to ~1
+    over the grid (0.004 to 1.0 in a trial), and near either end the gradient vanishes and
+    swamps both relative metrics; calibrating keeps the cells at comparable difficulty.
+    (For K = 2, H = 80 the uniform policy already succeeds more than half of the time, so
+    the calibrated skill is slightly negative.) M batches of B trajectories (B = whole
+    GRPO groups of n) give M estimates g_m, and
+        rel_bias   ||mean g_m - g|| / ||g||, with its noise floor sqrt(tr Cov / M) / ||g||,
+                   about what an unbiased estimator shows from the finite M alone;
+        rel_var    tr Cov(g_m) / ||g||^2, per batch of B;
+        cosine     mean over batches of cos(g_m, g): scale-free, so fair to GRPO.
     With --critic-noise sigma > 0 the critic-based estimators are measured again on the
-    same batches with values perturbed by a fixed N(0, sigma^2) per table entry: with an
-    imperfect critic bootstrapping trades variance for bias.
+    same batches with a critic off by a fixed N(0, sigma^2) per value-table entry: with an
+    imperfect critic, bootstrapping trades variance for bias.
 
 The learning curves (`learning_curves`)
-    From a weakly skilled policy (logits `learn_skill` on the right choices), Adam ascent on
-    each estimator's gradient estimate (one batch of B trajectories per iteration, the same
-    step size for every estimator, Adam making the comparison insensitive to the estimators'
-    scales), with the exact critic of the current policy recomputed each iteration. The
-    success probability J of the current policy is computed exactly, so the curves carry no
-    evaluation noise; seeds differ in sampling only.
+    From a weakly skilled policy (`learn_skill`, J ~ 0.05), Adam ascent on each
+    estimator's gradient estimate, one batch of B trajectories per iteration and the same
+    step size for all (Adam makes the comparison insensitive to the estimators' scales,
+    GRPO's 1/std included). The critic is the exact value of the current policy, recomputed
+    each iteration, and, with --critic-noise, that plus an error drawn once per run. J is
+    computed exactly, so the curves carry no evaluation noise; seeds differ in sampling.
 
-`run` prints the table, writes every number to credit.json and the plots variance.png and
-learning.png (with matplotlib; without it, a message) into --out.
+`run` prints the tables and writes every number to credit.json and the plots variance.png
+(variance, cosine and noisy-critic bias against the horizon) and learning.png (with
+matplotlib; without it, a message) into --out. The full study takes about a minute on
+two CPU cores; --quick, a second.
 """
 from __future__ import annotations
 
@@ -111,7 +122,7 @@ class ChainTask:
 
     subtasks: int
     steps: int = 2
-    actions: int = 3
+    actions: int = 5
     horizon: int = 20
     slip: float = 0.2
 
