@@ -7,7 +7,9 @@
                                pure-PyTorch twin, then reports what HAE produced and how long
                                each implementation took.
     hiper train --env alfworld [--config run.yaml] [--envs 4 --steps 2 --max-turns 8 ...] [--resume]
-                               PPO with HAE; every TrainConfig field is a flag (see README)
+                               PPO with HAE (or --estimator gae|turn_gae|grpo|rloo|gigpo); every
+                               TrainConfig field is a flag (see README). Data-parallel:
+                               torchrun --nproc_per_node=N -m hiper train ...
     hiper eval --checkpoint RUN/checkpoint [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
     hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
@@ -171,12 +173,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             values[f.name] = getattr(args, f.name)
     config = config_from_dict(values)
     t0 = time.perf_counter()
-    trainer = Trainer(config)
-    print(f"set up in {time.perf_counter() - t0:.1f} s; training {config.steps} step(s) on {config.env} with "
-          f"{config.envs} environments, run directory {config.run_dir}")
-    trainer.train(resume=args.resume)
-    print(f"done in {time.perf_counter() - t0:.1f} s; metrics in {config.run_dir}/metrics.jsonl, "
-          f"checkpoint in {config.run_dir}/checkpoint")
+    from hiper import distributed
+
+    try:
+        trainer = Trainer(config)  # joins the process group when launched by torchrun
+        world, main = trainer.reducer.world_size, trainer.reducer.rank == 0
+        if main:
+            ranks = f" x {world} ranks" if world > 1 else ""
+            print(f"set up in {time.perf_counter() - t0:.1f} s; training {config.steps} step(s) on {config.env} with "
+                  f"{config.envs} environments{ranks}, run directory {config.run_dir}")
+        trainer.train(resume=args.resume)
+        if main:
+            print(f"done in {time.perf_counter() - t0:.1f} s; metrics in {config.run_dir}/metrics.jsonl, "
+                  f"checkpoint in {config.run_dir}/checkpoint")
+    finally:
+        distributed.shutdown()
     return 0
 
 

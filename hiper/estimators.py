@@ -28,18 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiper.config import HAEConfig
+from hiper.distributed import LOCAL, Reducer, normalize_rows
 from hiper.ops.flat import (
     broadcast_to_tokens,
     episode_returns,
-    gigpo_advantages,
+    gigpo_combine,
     group_advantages,
     last_token_scores,
     masked_whiten,
     token_gae,
     turn_gae,
 )
-from hiper.config import HAEConfig
-from hiper.ops.hae import normalize_advantages
 from hiper.ops.layout import TrajectoryLayout, build_layout
 
 ESTIMATORS = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
@@ -104,12 +104,15 @@ def first_token_mask(response_mask: torch.Tensor) -> torch.Tensor:
 
 def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, dones: Any, is_action_valid: Any,
                     response_mask: torch.Tensor, values: torch.Tensor | None = None, groups: Any = None,
-                    anchors: Any = None, config: FlatConfig | None = None) -> FlatAdvantages:
+                    anchors: Any = None, config: FlatConfig | None = None,
+                    reducer: Reducer = LOCAL) -> FlatAdvantages:
     """Advantages of a flat baseline for rows laid out by `layout`.
 
     response_mask: (N, L) bool. values: (N, L) float critic values (gae, turn_gae).
-    groups: (N,) task group of every row (grpo, rloo, gigpo). anchors: (N,) hashable
-    observation of every turn (gigpo).
+    groups: (N,) task group of every row (grpo, rloo, gigpo), global across ranks.
+    anchors: (N,) hashable observation of every turn (gigpo).
+    reducer: when these rows are one rank's share of a data-parallel batch, the statistics
+        over the whole batch (whitening, normalisation, groups) are taken across ranks.
     """
     check_estimator(estimator)
     if estimator == "hae":
@@ -126,7 +129,9 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
         token_rewards = last_token_scores(torch.from_numpy(scores), resp)
         adv, ret = token_gae(token_rewards, values.float(), resp, gamma=cfg.gamma, lam=cfg.lam)
         if cfg.norm_adv:
-            adv = masked_whiten(adv, resp)
+            full_adv, rows = reducer.gather(adv.numpy())
+            full_mask, _ = reducer.gather(resp.numpy())
+            adv = torch.from_numpy(masked_whiten(full_adv, full_mask)[rows].copy())
         return FlatAdvantages(adv, resp, ret, resp)
 
     if estimator == "turn_gae":
@@ -135,23 +140,28 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
         adv, ret = turn_gae(layout, torch.from_numpy(scores), torch.as_tensor(np.asarray(dones, dtype=bool)), v,
                             gamma=cfg.gamma, lam=cfg.lam, bootstrap_truncated=cfg.bootstrap_truncated)
         if cfg.norm_adv:
-            adv = normalize_advantages(adv)
+            normalize_rows(adv.numpy(), None, reducer)
         return FlatAdvantages(broadcast_to_tokens(adv, resp), resp, broadcast_to_tokens(ret, first), first)
 
+    # Group estimators: the statistics need every row of a group, wherever it was rolled out.
+    full_scores, rows = reducer.gather(scores)
+    full_groups, _ = reducer.gather(np.asarray(groups))
     if estimator == "gigpo":
         if anchors is None:
             raise ValueError("anchors: estimator 'gigpo' needs the observation of every turn")
-        env_rewards = np.asarray(rewards, dtype=np.float32)
-        adv = gigpo_advantages(layout, scores, env_rewards, np.asarray(dones, dtype=bool), groups, anchors,
-                               gamma=cfg.gigpo_gamma, step_weight=cfg.gigpo_step_weight, mode=cfg.gigpo_mode,
-                               eps=cfg.group_eps)
+        step_return = turn_gae(layout, np.asarray(rewards, dtype=np.float32), np.asarray(dones, dtype=bool), None,
+                               gamma=cfg.gigpo_gamma, lam=1.0).returns
+        full_steps, _ = reducer.gather(step_return)
+        full_anchors, _ = reducer.gather(np.asarray(anchors, dtype=object))
+        adv = gigpo_combine(full_scores, full_steps, full_groups, full_anchors, step_weight=cfg.gigpo_step_weight,
+                            mode=cfg.gigpo_mode, eps=cfg.group_eps)
     else:
-        adv = group_advantages(scores, groups, mode=estimator, eps=cfg.group_eps)
-    return FlatAdvantages(broadcast_to_tokens(torch.from_numpy(adv), resp), resp)
+        adv = group_advantages(full_scores, full_groups, mode=estimator, eps=cfg.group_eps)
+    return FlatAdvantages(broadcast_to_tokens(torch.from_numpy(np.ascontiguousarray(adv[rows])), resp), resp)
 
 
 def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig,
-                   head_coefs: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+                   head_coefs: tuple[float, float, float] = (1.0, 1.0, 1.0), reducer: Reducer = LOCAL):
     """HAE on a packed rollout batch: (token advantages, loss mask, critic targets).
 
     spans: the masker's output for batch.responses (with include_tags=True); values:
@@ -172,7 +182,7 @@ def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig
         non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
                           "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
                           "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
-    compute_hae_advantage(data, config, spans.action_mask, spans.subgoal_mask, spans.switch_mask)
+    compute_hae_advantage(data, config, spans.action_mask, spans.subgoal_mask, spans.switch_mask, reducer=reducer)
     out, resp = data.batch, batch.response_mask
     loss_mask = (out["hae_lo_mask"] | out["hae_hi_mask"] | out["hae_term_mask"]) & resp
     targets = [(0, out["returns_low"], vmasks.value_mask_low & resp, head_coefs[0]),

@@ -27,6 +27,7 @@ import torch
 
 from hiper.config import HAEConfig
 from hiper.critic import Critic
+from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
 from hiper.estimators import FlatConfig, check_estimator, flat_advantages, hae_advantages, needs_critic
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
@@ -111,8 +112,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_estimator(self.estimator)
-        if self.group_size < 1 or self.envs % self.group_size:
-            raise ValueError(f"group_size: must be >= 1 and divide envs ({self.envs}), got {self.group_size}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size: must be >= 1, got {self.group_size}")
 
     def rollout_config(self) -> RolloutConfig:
         return RolloutConfig(max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
@@ -161,15 +162,27 @@ def _set_rng_state(state: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, model=None, tokenizer=None):
+    def __init__(self, config: TrainConfig, model=None, tokenizer=None, reducer: Reducer | None = None):
         from hiper import models
 
         self.config = cfg = config
+        # Under torchrun every rank is one data-parallel worker with its own environments.
+        self.reducer = reducer if reducer is not None else init_from_environment()
+        rank, world = self.reducer.rank, self.reducer.world_size
+        if (cfg.envs * world) % cfg.group_size:
+            raise ValueError(f"group_size: must divide the environments of a step ({cfg.envs} x {world} ranks), "
+                             f"got {cfg.group_size}")
+        # Same seed for building the model on every rank (rank 0's weights are broadcast
+        # anyway), then a per-rank stream so the ranks sample different rollouts.
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        if cfg.device != "auto":
+            self.device = torch.device(cfg.device)
+        elif torch.cuda.is_available():
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            self.device = torch.device("cpu")
         if model is None:
             if cfg.tiny_model:
                 from transformers import AutoTokenizer
@@ -196,6 +209,14 @@ class Trainer:
         self.critic_opt = (torch.optim.AdamW(self.critic.trainable_parameters(), lr=cfg.critic_lr,
                                              weight_decay=cfg.weight_decay) if self.critic is not None else None)
         self.masker = SpanMasker(self.tokenizer)
+        broadcast_parameters(self.actor, self.reducer)
+        if self.critic is not None:
+            broadcast_parameters(self.critic, self.reducer)
+        if self.reference is not None:
+            broadcast_parameters(self.reference, self.reducer)
+        random.seed(cfg.seed + rank)
+        np.random.seed(cfg.seed + rank)
+        torch.manual_seed(cfg.seed + rank)
         self.step = 0
         self.run_dir = Path(cfg.run_dir)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
@@ -220,8 +241,11 @@ class Trainer:
         t = time.perf_counter()
         from hiper.envs import EnvPool
 
-        specs = env_specs(cfg.env, cfg.envs, cfg.split, cfg.max_turns,
-                          offset=self.step * (cfg.envs // cfg.group_size), group_size=cfg.group_size)
+        rank, world = self.reducer.rank, self.reducer.world_size
+        # This rank's slice of the step's environments (global ids rank*envs .. +envs-1).
+        specs = env_specs(cfg.env, cfg.envs * world, cfg.split, cfg.max_turns,
+                          offset=self.step * (cfg.envs * world // cfg.group_size),
+                          group_size=cfg.group_size)[rank * cfg.envs:(rank + 1) * cfg.envs]
         with EnvPool(specs, num_workers=cfg.workers) as pool:
             rollout = RolloutEngine(self.actor, self.tokenizer, pool, cfg.rollout_config()).run()
         batch = rollout.batch
@@ -285,14 +309,15 @@ class Trainer:
         return metrics
 
     def _minibatches(self, n: int):
-        perm = torch.randperm(n)
-        size = self.config.mini_batch_size
-        return [perm[i:i + size] for i in range(0, n, size)]
+        """Row index sets of the mini-batches: as many on every rank (each optimiser step is
+        one gradient all-reduce), as even as possible; a rank with fewer rows may get empty ones."""
+        count = self.reducer.max(max(1, -(-n // self.config.mini_batch_size)))
+        return list(torch.tensor_split(torch.randperm(n), count))
 
     def _hae_advantages(self, batch, spans, values):
         cfg = self.config
         return hae_advantages(batch, spans, values, self.masker, cfg.hae_config(),
-                              head_coefs=(1.0, cfg.high_value_coef, cfg.term_value_coef))
+                              head_coefs=(1.0, cfg.high_value_coef, cfg.term_value_coef), reducer=self.reducer)
 
     def _flat_advantages(self, batch, rollout, values):
         """A flat baseline's token advantages; its critic (if any) is the low-level head."""
@@ -300,10 +325,15 @@ class Trainer:
         flat = flat_advantages(
             cfg.estimator, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
             is_action_valid=batch.is_action_valid.numpy(), response_mask=batch.response_mask,
-            values=None if values is None else values[..., 0], groups=(batch.env_ids // cfg.group_size).numpy(),
-            anchors=rollout.observations, config=cfg.flat_config())
+            values=None if values is None else values[..., 0], groups=self.task_groups(batch),
+            anchors=rollout.observations, config=cfg.flat_config(), reducer=self.reducer)
         targets = [] if flat.returns is None else [(0, flat.returns, flat.value_mask & batch.response_mask, 1.0)]
         return flat.advantages, flat.loss_mask & batch.response_mask, targets
+
+    def task_groups(self, batch) -> np.ndarray:
+        """(N,) the task (game) of every row, numbered globally across ranks."""
+        global_env = batch.env_ids + self.reducer.rank * self.config.envs
+        return (global_env // self.config.group_size).numpy()
 
     def advantages(self, rollout, spans, values):
         """(token advantages, loss mask, critic targets) of the configured estimator."""
@@ -329,6 +359,7 @@ class Trainer:
                                                                     mask[idx], cfg.cliprange_value)
                     (loss / len(micro)).backward()
                     losses.append(loss.item())
+                average_gradients(self.critic.trainable_parameters(), self.reducer)
                 torch.nn.utils.clip_grad_norm_(self.critic.trainable_parameters(), cfg.grad_clip)
                 self.critic_opt.step()
         return {"critic_loss": float(np.mean(losses)) if losses else 0.0}
@@ -359,6 +390,7 @@ class Trainer:
                     stats["pg_loss"].append(pg.item())
                     stats["entropy"].append(ent.item())
                     stats["clip_frac"].append(pg_stats["clip_frac"])
+                average_gradients(list(self.actor.parameters()), self.reducer)
                 torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
                 self.actor_opt.step()
         return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
@@ -366,9 +398,16 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Writes run_dir/checkpoint (actor and critic weights in safetensors, optimiser, RNG
-        and step) to a temporary directory first and renames it into place."""
+        and step) to a temporary directory first and renames it into place. Data-parallel:
+        every rank calls it; the weights are the same everywhere, so rank 0 writes them with
+        the RNG states of all ranks."""
         from safetensors.torch import save_file
 
+        rng_states = self._gather_objects(_rng_state())
+        target = self.run_dir / "checkpoint"
+        if self.reducer.rank != 0:
+            self.reducer.barrier()
+            return target
         self.run_dir.mkdir(parents=True, exist_ok=True)
         target = self.run_dir / "checkpoint"
         tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=self.run_dir))
@@ -380,14 +419,23 @@ class Trainer:
             save_file(critic_state, str(tmp / "critic.safetensors"))
         torch.save({"actor_opt": self.actor_opt.state_dict(),
                     "critic_opt": self.critic_opt.state_dict() if self.critic_opt is not None else None,
-                    "rng": _rng_state(), "step": self.step, "config": dataclasses.asdict(self.config)},
+                    "rng": rng_states, "world_size": self.reducer.world_size, "step": self.step,
+                    "config": dataclasses.asdict(self.config)},
                    tmp / "trainer_state.pt")
         old = self.run_dir / ".checkpoint-old"
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
+        self.reducer.barrier()
         return target
+
+    def _gather_objects(self, obj) -> list:
+        if not self.reducer.distributed:
+            return [obj]
+        out: list = [None] * self.reducer.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
         from safetensors.torch import load_file
@@ -404,7 +452,12 @@ class Trainer:
         self.actor_opt.load_state_dict(state["actor_opt"])
         if self.critic_opt is not None:
             self.critic_opt.load_state_dict(state["critic_opt"])
-        _set_rng_state(state["rng"])
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.reducer.world_size:
+            raise ValueError(f"checkpoint: written by {saved_world} rank(s), resumed with {self.reducer.world_size}; "
+                             "resume with the same world size")
+        rng = state["rng"]
+        _set_rng_state(rng[self.reducer.rank] if isinstance(rng, list) else rng)
         self.step = state["step"]
 
     # ------------------------------------------------------------------ the loop
@@ -412,20 +465,30 @@ class Trainer:
         cfg = self.config
         if resume:
             self.load_checkpoint()
+        main = self.reducer.rank == 0  # only rank 0 writes files and logs
+        if not main:
+            log = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        if main:
+            (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         history = []
-        writer = _tensorboard(self.run_dir)
+        writer = _tensorboard(self.run_dir) if main else None
         progress = _progress(cfg.steps, self.step, enabled=log is not None)
         while self.step < cfg.steps:
             metrics = self.train_step()
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            if self.reducer.distributed:
+                # Batch-level numbers over every rank's environments (rows: summed).
+                metrics.update(self.reducer.mean({k: metrics[k] for k in _RANK_AVERAGED}))
+                metrics["rows"] = int(round(self.reducer.mean({"rows": metrics["rows"]})["rows"]
+                                            * self.reducer.world_size))
+            if main and cfg.eval_every and self.step % cfg.eval_every == 0:
                 from hiper.evaluate import evaluate
 
                 metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs, cfg.eval_split,
                                            cfg.max_turns, cfg.max_new_tokens)
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            if main:
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
             history.append(metrics)
             if writer is not None:
                 for key, value in _scalars(metrics):
@@ -449,6 +512,11 @@ class Trainer:
         if writer is not None:
             writer.close()
         return history
+
+
+# Per-rank metrics averaged over ranks for the log (each rank has as many environments).
+_RANK_AVERAGED = ("success_rate", "episode_return", "turns", "switches_per_episode", "switch_rate", "invalid_rate",
+                  "critic_loss", "pg_loss", "entropy", "kl", "clip_frac")
 
 
 def _scalars(metrics: dict, prefix: str = ""):

@@ -73,7 +73,7 @@ def test_group_size_repeats_each_game():
     with pytest.raises(ValueError, match="group_size"):
         env_specs("alfworld", 5, "valid_unseen", 5, group_size=2)
     with pytest.raises(ValueError, match="group_size"):
-        TrainConfig(envs=5, group_size=2)
+        TrainConfig(group_size=0)
     with pytest.raises(ValueError, match="estimator"):
         TrainConfig(estimator="ppo")
 

@@ -13,6 +13,7 @@ computing advantages (or give padded rows a fresh traj_uid and drop them from th
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -64,8 +65,12 @@ def _gather(values: Any, pos: Any, name: str):
     return values.detach().cpu().gather(1, pos.view(-1, 1)).view(-1).float()
 
 
+def _flags(x: Any) -> np.ndarray:
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x, dtype=bool)
+
+
 def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None, subgoal_mask: Any = None,
-                          switch_mask: Any = None, *, out: Mapping[str, Any] | None = None) -> Any:
+                          switch_mask: Any = None, *, out: Mapping[str, Any] | None = None, reducer: Any = None) -> Any:
     """Hierarchical advantages for a verl-style batch, written into `data.batch`.
 
     Args:
@@ -81,6 +86,8 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         out: optional mapping from output key to a preallocated (N, L) CPU tensor (float32,
             or bool for the hae_*_mask keys), written in place and stored under that key:
             a trainer that keeps its buffers across steps pays no allocation.
+        reducer: a hiper.distributed.Reducer when this batch is one rank's share of a
+            data-parallel batch: normalisation statistics are then taken over every rank.
     Writes (N, L): advantages, advantages_low/high/term, returns_low/high/term (float32),
     hae_lo_mask, hae_hi_mask, hae_term_mask (bool). Returns `data`.
 
@@ -163,9 +170,19 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     if config.norm_adv:
         credited_high = ((config.assign_high_to_subgoal & rows.has_subgoal.numpy())
                          | (config.assign_high_to_switch & rows.has_switch.numpy())) & layout.is_boundary
+    credited_term = rows.has_switch & term_on_switch
+    across_ranks = config.norm_adv and reducer is not None and reducer.distributed
+    core_config = dataclasses.replace(config, norm_adv=False) if across_ranks else config
     turns = hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=switch, is_action_valid=valid,
-                     subgoal_changed=changed, config=config, credited_low=rows.has_action,
-                     credited_high=credited_high, credited_term=rows.has_switch & term_on_switch)
+                     subgoal_changed=changed, config=core_config, credited_low=rows.has_action,
+                     credited_high=credited_high, credited_term=credited_term)
+    if across_ranks:
+        from hiper.distributed import normalize_rows
+
+        normalize_rows(turns.adv_low, _flags(rows.has_action), reducer)
+        normalize_rows(turns.adv_high, credited_high, reducer)
+        if v_term is not None:
+            normalize_rows(turns.adv_term, _flags(credited_term), reducer)
 
     tokens = hae_token_outputs(
         turns, response_mask, action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,

@@ -156,16 +156,25 @@ def gigpo_advantages(layout: TrajectoryLayout, scores: Any, step_rewards: Any, d
     identical. Grouping is a hash, not the authors' pairwise comparison: linear in N.
     mode: "mean_norm" (centre) or "mean_std_norm" (z-score), for both levels.
     """
+    step_return = turn_gae(layout, step_rewards, dones, None, gamma=gamma, lam=1.0).returns
+    return gigpo_combine(scores, step_return, groups, anchors, step_weight=step_weight, mode=mode, eps=eps,
+                         samples=samples)
+
+
+def gigpo_combine(scores: Any, step_returns: Any, groups: Any, anchors: Any, *, step_weight: float = 1.0,
+                  mode: str = "mean_norm", eps: float = 1e-6, samples: Any = None):
+    """GiGPO from per-turn step returns already computed (`gigpo_advantages` minus the
+    return recursion): the part that needs every row of a group, so a data-parallel
+    trainer runs it on the rows gathered from all ranks."""
     if mode not in ("mean_norm", "mean_std_norm"):
         raise ValueError(f"mode: expected 'mean_norm' or 'mean_std_norm', got {mode!r}")
     episode = group_advantages(scores, groups, mode=mode, samples=samples, eps=eps)
-    step_return = turn_gae(layout, step_rewards, dones, None, gamma=gamma, lam=1.0).returns
     group_codes, _ = _dense_groups(groups, "groups")
     anchor_codes, num_anchors = _dense_groups(anchors, "anchors")
     if anchor_codes.shape[0] != group_codes.shape[0]:
         raise ValueError(f"anchors: expected {group_codes.shape[0]} rows like groups, got {anchor_codes.shape[0]}")
     step_groups = group_codes * max(num_anchors, 1) + anchor_codes
-    step = group_advantages(step_return, step_groups, mode=mode, eps=eps)
+    step = group_advantages(step_returns, step_groups, mode=mode, eps=eps)
     return episode + float(step_weight) * step
 
 

@@ -45,8 +45,8 @@ advantages by one random factor, a step-size effect left out here.
                gamma = lam = 1 inside the turn, no bootstrap across turns. Each token's value
                is the exact value before it (U, V^H, V^L): the best critic flat PPO can have.
     turn_gae   GAE over turns, gamma = lam = 1, on the per-turn environment reward (the
-               success reward on the last turn, whose exact critic U is), U at the turn start
-               as the value; one advantage for all the turn's decisions.
+               success reward on the last turn, of which U is the exact critic) with U at
+               the turn start as the value; one advantage for all the turn's decisions.
     grpo       (R - mean) / (std + 1e-6) over all turns of a group of n trajectories
                (compute_mean_std_cross_steps=True); no critic. Biased and rescaled by
                construction: the baseline includes the sample itself and the std divides.
@@ -69,9 +69,14 @@ The measurements (`measure_cell`)
     the calibrated skill is slightly negative.) M batches of B trajectories (B = whole
     GRPO groups of n) give M estimates g_m, and
         rel_bias   ||mean g_m - g|| / ||g||, with its noise floor sqrt(tr Cov / M) / ||g||,
-                   about what an unbiased estimator shows from the finite M alone;
-        rel_var    tr Cov(g_m) / ||g||^2, per batch of B;
-        cosine     mean over batches of cos(g_m, g): scale-free, so fair to GRPO.
+                   about what an unbiased estimator shows from the finite M alone, and
+                   excess_bias = sqrt(max(0, rel_bias^2 - floor^2)), the bias beyond it;
+        scale, direction_error
+                   mean g_m = scale * g + r: a pure rescaling (GRPO's 1/std) moves the scale,
+                   a wrong direction shows in ||r|| / ||g||;
+        rel_var    tr Cov(g_m) / ||g||^2, per batch of B, and scaled_var = rel_var / scale^2;
+        cosine     mean over batches of cos(g_m, g).
+    direction_error, scaled_var and cosine do not see a rescaling, so they are fair to GRPO.
     With --critic-noise sigma > 0 the critic-based estimators are measured again on the
     same batches with a critic off by a fixed N(0, sigma^2) per value-table entry: with an
     imperfect critic, bootstrapping trades variance for bias.
@@ -84,10 +89,10 @@ The learning curves (`learning_curves`)
     each iteration, and, with --critic-noise, that plus an error drawn once per run. J is
     computed exactly, so the curves carry no evaluation noise; seeds differ in sampling.
 
-`run` prints the tables and writes every number to credit.json and the plots variance.png
-(variance, cosine and noisy-critic bias against the horizon) and learning.png (with
-matplotlib; without it, a message) into --out. The full study takes about a minute on
-two CPU cores; --quick, a second.
+`run` prints the tables and writes into --out every number (credit.json) and, with
+matplotlib (without it, a message says so), the plots variance.png (variance, cosine and
+the noisy critic's bias beyond the noise floor, against the horizon) and learning.png.
+The full study takes a little over a minute on two CPU cores; --quick, a second.
 """
 from __future__ import annotations
 
@@ -304,8 +309,9 @@ def solve_exactly(task: ChainTask, pi: Policy) -> ExactSolution:
 
 
 def success_probability(task: ChainTask, logits: np.ndarray) -> float:
-    """J(logits), exactly."""
-    return solve_exactly(task, make_policy(task, logits)).success
+    """J(logits), exactly (the backward pass alone)."""
+    critic, _ = _backward_values(task, make_policy(task, logits), task.advance_prob())
+    return float(critic.high[0, 0])
 
 
 def calibrated_skill(task: ChainTask, target: float, noise_logits: np.ndarray,
@@ -326,7 +332,7 @@ def calibrated_skill(task: ChainTask, target: float, noise_logits: np.ndarray,
     return 0.5 * (low + high)
 
 
-def evaluation_logits(cfg: "StudyConfig", task: ChainTask) -> tuple[np.ndarray, float]:
+def evaluation_logits(cfg: StudyConfig, task: ChainTask) -> tuple[np.ndarray, float]:
     """The evaluation policy of a cell and its skill: fixed N(0, EVAL_NOISE^2) logits (drawn
     per number of subtasks, so the cells of one K share them) plus `skill` on the right
     choices, calibrated to cfg.target_success unless cfg.skill fixes it."""
@@ -428,6 +434,7 @@ class TurnBatch(NamedTuple):
 
 
 def prepare(rollout: Rollout, critic: Critic) -> TurnBatch:
+    """Read the critic at every turn once, for all the estimators of a batch."""
     ro = rollout
     layout = hiper.build_layout(ro.trajectory, ro.turn, ro.switched)
     v_start = critic.start[ro.turn, ro.state, ro.prev_subgoal].astype(F32)
@@ -438,27 +445,30 @@ def prepare(rollout: Rollout, critic: Critic) -> TurnBatch:
 
 
 class Credit(NamedTuple):
-    """The advantage credited to each decision of each turn, (N,); 0 where the turn did not
-    make that decision (no switch decision on turn 0, no subgoal draw on KEEP turns)."""
+    """The advantage credited to each decision of each turn, (N,). Entries of decisions the
+    turn did not make (a switch on turn 0, a subgoal on KEEP turns) are ignored."""
 
     switch: np.ndarray
     subgoal: np.ndarray
     action: np.ndarray
 
 
-def _turn_credit(batch: TurnBatch, adv: np.ndarray) -> Credit:
-    """One advantage for every decision the turn made."""
-    ro = batch.rollout
+# Every estimator maps (batch, GRPO group size) to a Credit; only GRPO reads the group size.
+
+
+def _turn_credit(adv) -> Credit:
+    """One advantage for all the decisions of a turn."""
     adv = np.asarray(adv, dtype=np.float64)
-    return Credit(adv * (ro.turn > 0), adv * ro.switched, adv)
+    return Credit(adv, adv, adv)
 
 
 def hae_credit(batch: TurnBatch, group_size: int) -> Credit:
-    """HAE with exact values: A^T to the switch, A^H to the subgoal, A^L to the action."""
+    """HAE: A^T to the switch, A^H to the subgoal (segment starts), A^L to the action. The
+    termination value V^T is the value before the switch decision, U_t(s, o_prev)."""
     ro = batch.rollout
     out = hiper.hae_turns(batch.layout, ro.reward, ro.done, batch.v_low, batch.v_high, batch.v_start,
                           gamma=1.0, lam_turn=1.0, lam_seg=HAE_LAM_SEG)
-    return Credit(out.adv_term * (ro.turn > 0), out.adv_high * ro.switched, out.adv_low.astype(np.float64))
+    return Credit(*(np.asarray(a, dtype=np.float64) for a in (out.adv_term, out.adv_high, out.adv_low)))
 
 
 def token_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
@@ -476,24 +486,27 @@ def token_gae_credit(batch: TurnBatch, group_size: int) -> Credit:
     mask = np.arange(3)[None, :] <= at_action[:, None]
     rewards = hiper.last_token_scores(batch.episode_reward, mask)
     adv = np.asarray(hiper.token_gae(rewards, values, mask, gamma=1.0, lam=1.0).advantages, dtype=np.float64)
-    return Credit(adv[:, 0] * has_switch, adv[rows, at_subgoal] * has_subgoal, adv[rows, at_action])
+    return Credit(adv[:, 0], adv[rows, at_subgoal], adv[rows, at_action])
 
 
 def turn_gae_credit(batch: TurnBatch, group_size: int, lam: float = 1.0) -> Credit:
     """Turn-level GAE with gamma = 1, broadcast to the turn's decisions. lam = 1 is the
     baseline; lam < 1 bootstraps from the next turns' values (the controls)."""
     ro = batch.rollout
-    return _turn_credit(batch, hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn, lam=lam).advantages)
+    return _turn_credit(hiper.turn_gae(batch.layout, ro.reward, ro.done, batch.v_turn, lam=lam).advantages)
 
 
 def grpo_credit(batch: TurnBatch, group_size: int) -> Credit:
     """GRPO over consecutive groups of `group_size` trajectories, statistics over all turns."""
     groups = batch.rollout.trajectory // group_size
-    return _turn_credit(batch, hiper.group_advantages(batch.episode_reward, groups, mode="grpo"))
+    return _turn_credit(hiper.group_advantages(batch.episode_reward, groups, mode="grpo"))
 
 
 @dataclass(frozen=True)
 class Estimator:
+    """An advantage estimator under study: its key (JSON, --estimators), printed label,
+    credit function, and whether it reads the critic (the noisy-critic variant)."""
+
     key: str
     label: str
     credit: Callable[[TurnBatch, int], Credit]
@@ -533,9 +546,9 @@ def batch_gradients(task: ChainTask, pi: Policy, rollout: Rollout, credit: Credi
         raise ValueError(f"batch_size: {batch_size} does not divide the {ro.num_trajectories} trajectories")
     M, K = ro.num_trajectories // batch_size, task.subtasks
     batch_of = ro.trajectory // batch_size
-    parts = (
-        (ro.state * K + ro.prev_subgoal, ro.switched.astype(np.int64), credit.switch, pi.switch),
-        (ro.state, ro.subgoal, credit.subgoal, pi.subgoal),
+    parts = (  # (context index, choice, credit where the decision was made, probabilities)
+        (ro.state * K + ro.prev_subgoal, ro.switched.astype(np.int64), credit.switch * (ro.turn > 0), pi.switch),
+        (ro.state, ro.subgoal, credit.subgoal * ro.switched, pi.subgoal),
         (ro.state * K + ro.subgoal, ro.action, credit.action, pi.action),
     )
     return np.concatenate([
@@ -544,7 +557,7 @@ def batch_gradients(task: ChainTask, pi: Policy, rollout: Rollout, credit: Credi
         for feature, choice, weight, probs in parts], axis=1)
 
 
-def gradient_stats(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def gradient_stats(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
     """Bias, variance and alignment of M gradient estimates (M, P) against the truth (P,)."""
     M = estimates.shape[0]
     if M < 2:
@@ -552,16 +565,26 @@ def gradient_stats(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float]
     norm = float(np.linalg.norm(truth))
     if norm == 0.0:
         raise ValueError("gradient_stats: the true gradient is 0; relative errors are undefined")
+    mean = estimates.mean(axis=0)
     trace_cov = float(estimates.var(axis=0, ddof=1).sum())
-    bias = float(np.linalg.norm(estimates.mean(axis=0) - truth))
+    bias = float(np.linalg.norm(mean - truth))
+    scale = float(mean @ truth) / norm**2
     lengths = np.linalg.norm(estimates, axis=1)
     cos = np.divide(estimates @ truth, lengths * norm, out=np.zeros(M), where=lengths > 0)
+    floor = float(np.sqrt(trace_cov / M)) / norm
     return {
         "rel_bias": bias / norm,
-        "bias_floor": float(np.sqrt(trace_cov / M)) / norm,
+        "bias_floor": floor,
+        # The bias beyond what the finite M explains: an estimate of the true bias's size.
+        "excess_bias": float(np.sqrt(max(0.0, (bias / norm) ** 2 - floor**2))),
         # ||mean - truth||^2 over its expectation for an unbiased estimator: ~1 if unbiased.
         "bias_ratio": bias**2 / (trace_cov / M) if trace_cov > 0 else None,
+        # Scale-free: E g = scale * truth + (a part orthogonal to the truth, of relative
+        # size direction_error). GRPO's 1/std shows in the scale, not in the direction.
+        "scale": scale,
+        "direction_error": float(np.linalg.norm(mean - scale * truth)) / norm,
         "rel_var": trace_cov / norm**2,
+        "scaled_var": trace_cov / (scale * norm) ** 2 if scale != 0 else None,
         "cosine": float(cos.mean()),
         "cosine_se": float(cos.std(ddof=1) / np.sqrt(M)),
     }
@@ -734,17 +757,21 @@ def learning_curves(cfg: StudyConfig) -> dict:
 
 def format_table(cells: list[dict], estimators: tuple[str, ...], critic: str = "exact") -> str:
     """One row per (cell, estimator): the cell's skill, J, mean turns and segments per
-    trajectory, then relative bias (and its noise floor), relative variance and cosine."""
+    trajectory, then relative bias and its noise floor, scale and direction error (the
+    bias split into its part along the truth and across it), relative variance, the
+    same divided by scale^2, and cosine."""
     head = (f"{'K':>2} {'H':>3} {'skill':>5} {'J':>5} {'turns':>5} {'segs':>5}  {'estimator':<30} "
-            f"{'rel.bias':>8} {'(floor)':>7} {'rel.var':>8} {'cosine':>6}")
+            f"{'rel.bias':>8} {'(floor)':>7} {'scale':>5} {'dir.err':>7} {'rel.var':>7} {'/scale2':>7} {'cosine':>6}")
     lines = [head, "-" * len(head)]
     for cell in cells:
         lead = (f"{cell['subtasks']:>2} {cell['horizon']:>3} {cell['skill']:>5.2f} {cell['success']:>5.2f} "
                 f"{cell['mean_turns']:>5.1f} {cell['mean_segments']:>5.1f}")
         for key in (k for k in estimators if k in cell["results"].get(critic, {})):
             r = cell["results"][critic][key]
+            scaled = "-" if r["scaled_var"] is None else f"{r['scaled_var']:.3g}"
             lines.append(f"{lead}  {ESTIMATORS[key].label:<30} {r['rel_bias']:>8.3f} {r['bias_floor']:>7.3f} "
-                         f"{r['rel_var']:>8.3g} {r['cosine']:>6.3f}")
+                         f"{r['scale']:>5.2f} {r['direction_error']:>7.3f} {r['rel_var']:>7.3g} {scaled:>7} "
+                         f"{r['cosine']:>6.3f}")
             lead = " " * len(lead)
     return "\n".join(lines)
 
@@ -782,23 +809,21 @@ def _pyplot():
 
 def plot_variance(plt, cells: list[dict], estimators: tuple[str, ...], path: Path) -> None:
     """Per number of subtasks (columns), against the horizon: relative variance (log) and
-    cosine with exact critics and, if measured, relative bias with the noisy critic."""
+    cosine with exact critics and, if measured, the excess bias with the noisy critic."""
     ks = sorted({c["subtasks"] for c in cells})
-    rows = [("exact", "rel_var", "tr Cov(g) / |grad J|^2", True), ("exact", "cosine", "mean cos(g, grad J)", False)]
+    rows = [("exact", lambda r: r["rel_var"], "tr Cov(g) / |grad J|^2", True),
+            ("exact", lambda r: r["cosine"], "mean cos(g, grad J)", False)]
     if any("noisy" in c["results"] for c in cells):
-        rows.append(("noisy", "rel_bias", "|E g - grad J| / |grad J|, noisy critic", True))
-    fig, axes = plt.subplots(len(rows), len(ks), figsize=(4.2 * len(ks), 3.4 * len(rows)), squeeze=False)
+        rows.append(("noisy", lambda r: r["excess_bias"], "noisy critic: bias / |grad J|\nbeyond the noise floor", False))
+    fig, axes = plt.subplots(len(rows), len(ks), figsize=(4.2 * len(ks), 3.3 * len(rows) + 0.6), squeeze=False)
     for col, k in enumerate(ks):
         line = sorted((c for c in cells if c["subtasks"] == k), key=lambda c: c["horizon"])
         hs = [c["horizon"] for c in line]
         for ax, (critic, metric, ylabel, log_y) in zip(axes[:, col], rows):
             for key in estimators:
                 if all(key in c["results"].get(critic, {}) for c in line):
-                    ax.plot(hs, [c["results"][critic][key][metric] for c in line],
+                    ax.plot(hs, [metric(c["results"][critic][key]) for c in line],
                             label=ESTIMATORS[key].label, **_STYLES.get(key, {}))
-            if metric == "rel_bias":
-                floor = [max(r["bias_floor"] for r in c["results"][critic].values()) for c in line]
-                ax.plot(hs, floor, color="black", lw=0.8, ls="-.", label="noise floor (largest)")
             if log_y:
                 ax.set_yscale("log")
             ax.set_xscale("log", base=2)
@@ -807,11 +832,10 @@ def plot_variance(plt, cells: list[dict], estimators: tuple[str, ...], path: Pat
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         axes[0, col].set_title(f"K = {k} subtasks")
-    axes[0, 0].legend(fontsize=7)
-    if len(rows) > 2:
-        axes[2, 0].legend(fontsize=7)
-    fig.suptitle("Per-batch gradient estimates against the exact gradient")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9)
+    fig.suptitle("Per-batch gradient estimates against the exact gradient (J = success probability)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -850,33 +874,43 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# StudyConfig fields settable from the command line: (field, type, help).
+_FLAGS = (
+    ("subtasks", _positive_int, "numbers of subtasks K of the grid"),
+    ("horizons", _positive_int, "horizons H of the grid, in turns"),
+    ("steps", _positive_int, "primitive steps per subtask"),
+    ("actions", _positive_int, "primitive actions"),
+    ("slip", float, "probability that a correct step does nothing"),
+    ("target_success", float, "success probability J each cell's evaluation policy is calibrated to"),
+    ("skill", float, "fix the evaluation policy's logit bonus instead of calibrating it"),
+    ("batches", _positive_int, "batches M per cell"),
+    ("batch_size", _positive_int, "trajectories B per batch"),
+    ("group_size", _positive_int, "GRPO group size n, dividing B"),
+    ("critic_noise", float, "std of the noisy critic's error, 0 to skip that variant"),
+    ("seeds", _positive_int, "learning-curve seeds"),
+    ("iterations", _positive_int, "learning iterations"),
+    ("lr", float, "Adam step size"),
+    ("learn_subtasks", _positive_int, "K of the learning task"),
+    ("learn_horizon", _positive_int, "H of the learning task"),
+    ("learn_skill", float, "logit bonus of the initial policy of the learning runs"),
+    ("seed", int, "base random seed"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the study; those left out take the full study's defaults, or --quick's."""
-    full = FULL
+    """The study's flags. Those left out take the full study's values, or --quick's."""
     parser.add_argument("--out", default="runs/credit", help="output directory (default: runs/credit)")
-    parser.add_argument("--quick", action="store_true", help="a tiny configuration that runs in seconds")
-    parser.add_argument("--subtasks", type=_positive_int, nargs="+", help=f"K values (default {full.subtasks})")
-    parser.add_argument("--horizons", type=_positive_int, nargs="+", help=f"H values (default {full.horizons})")
-    parser.add_argument("--steps", type=_positive_int, help=f"primitive steps per subtask (default {full.steps})")
-    parser.add_argument("--actions", type=_positive_int, help=f"primitive actions (default {full.actions})")
-    parser.add_argument("--slip", type=float, help=f"probability a correct step fails (default {full.slip})")
-    parser.add_argument("--target-success", type=float,
-                        help=f"success probability J the evaluation policy is calibrated to (default {full.target_success})")
-    parser.add_argument("--skill", type=float, help="fix the evaluation policy's logit bonus instead of calibrating it")
-    parser.add_argument("--batches", type=_positive_int, help=f"batches M per cell (default {full.batches})")
-    parser.add_argument("--batch-size", type=_positive_int, help=f"trajectories B per batch (default {full.batch_size})")
-    parser.add_argument("--group-size", type=_positive_int,
-                        help=f"GRPO group size n, dividing B (default {full.group_size})")
-    parser.add_argument("--critic-noise", type=float,
-                        help=f"std of the noisy-critic variant, 0 to skip it (default {full.critic_noise})")
-    parser.add_argument("--estimators", nargs="+", choices=list(ESTIMATORS), help="estimators (default: all)")
-    parser.add_argument("--seeds", type=_positive_int, help=f"learning-curve seeds (default {full.seeds})")
-    parser.add_argument("--iterations", type=_positive_int, help=f"learning iterations (default {full.iterations})")
-    parser.add_argument("--lr", type=float, help=f"Adam step size (default {full.lr})")
-    parser.add_argument("--learn-subtasks", type=_positive_int, help=f"K of the learning task (default {full.learn_subtasks})")
-    parser.add_argument("--learn-horizon", type=_positive_int, help=f"H of the learning task (default {full.learn_horizon})")
-    parser.add_argument("--learn-skill", type=float, help=f"logit bonus of the initial policy (default {full.learn_skill})")
-    parser.add_argument("--seed", type=int, help="base random seed (default 0)")
+    parser.add_argument("--quick", action="store_true", help="a tiny configuration that runs in about a second")
+    def shown(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, tuple) else "calibrated" if value is None else str(value)
+
+    for name, kind, text in _FLAGS:
+        full, quick = getattr(FULL, name), getattr(QUICK, name)
+        default = f"default {shown(full)}" + ("" if quick == full else f"; --quick: {shown(quick)}")
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, nargs="+" if isinstance(full, tuple) else None,
+                            help=f"{text} ({default})")
+    parser.add_argument("--estimators", nargs="+", choices=list(ESTIMATORS), metavar="KEY",
+                        help=f"estimators to run, of {', '.join(ESTIMATORS)} (default: all)")
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -933,7 +967,7 @@ def run(args: argparse.Namespace) -> int:
         plot_variance(plt, cells, cfg.estimators, out / "variance.png")
         plot_learning(plt, learning, out / "learning.png")
         written += [out / "variance.png", out / "learning.png"]
-    print(f"\nwrote {', '.join(str(p) for p in written)} ({elapsed:.0f} s)")
+    print(f"\nwrote {', '.join(str(p) for p in written)} ({elapsed:.1f} s)")
     return 0
 
 
