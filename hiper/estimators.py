@@ -189,3 +189,25 @@ def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig
                (1, out["returns_high"], vmasks.value_mask_high & resp, head_coefs[1]),
                (2, out["returns_term"], vmasks.value_mask_term & resp, head_coefs[2])]
     return out["advantages"], loss_mask, targets
+
+
+def estimate(estimator: str, batch, *, spans, values: torch.Tensor | None, masker, groups: Any, observations: Any,
+             hae_config: HAEConfig, flat_config: FlatConfig,
+             head_coefs: tuple[float, float, float] = (1.0, 1.0, 1.0), reducer: Reducer = LOCAL):
+    """Any estimator on a packed rollout batch: (token advantages, loss mask, critic targets).
+
+    batch: a hiper.buffer.PackedBatch (or any object with its fields); spans: the masker's
+    output with include_tags=True; values: (N, L, 3) critic values (None without a critic);
+    groups: (N,) global task ids; observations: (N,) the text each turn saw (GiGPO).
+    Critic targets are (head, returns, mask, coef) tuples, empty without a critic.
+    """
+    check_estimator(estimator)
+    if estimator == "hae":
+        return hae_advantages(batch, spans, values, masker, hae_config, head_coefs=head_coefs, reducer=reducer)
+    flat = flat_advantages(estimator, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
+                           is_action_valid=batch.is_action_valid.numpy(), response_mask=batch.response_mask,
+                           values=None if values is None else values[..., 0], groups=groups, anchors=observations,
+                           config=flat_config, reducer=reducer)
+    resp = batch.response_mask
+    targets = [] if flat.returns is None else [(0, flat.returns, flat.value_mask & resp, 1.0)]
+    return flat.advantages, flat.loss_mask & resp, targets

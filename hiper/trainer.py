@@ -20,7 +20,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ import torch
 from hiper.config import HAEConfig
 from hiper.critic import Critic
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
-from hiper.estimators import FlatConfig, check_estimator, flat_advantages, hae_advantages, needs_critic
+from hiper.estimators import FlatConfig, check_estimator, estimate, needs_critic
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
 from hiper.policy import response_logprobs
@@ -314,32 +313,19 @@ class Trainer:
         count = self.reducer.max(max(1, -(-n // self.config.mini_batch_size)))
         return list(torch.tensor_split(torch.randperm(n), count))
 
-    def _hae_advantages(self, batch, spans, values):
-        cfg = self.config
-        return hae_advantages(batch, spans, values, self.masker, cfg.hae_config(),
-                              head_coefs=(1.0, cfg.high_value_coef, cfg.term_value_coef), reducer=self.reducer)
-
-    def _flat_advantages(self, batch, rollout, values):
-        """A flat baseline's token advantages; its critic (if any) is the low-level head."""
-        cfg = self.config
-        flat = flat_advantages(
-            cfg.estimator, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
-            is_action_valid=batch.is_action_valid.numpy(), response_mask=batch.response_mask,
-            values=None if values is None else values[..., 0], groups=self.task_groups(batch),
-            anchors=rollout.observations, config=cfg.flat_config(), reducer=self.reducer)
-        targets = [] if flat.returns is None else [(0, flat.returns, flat.value_mask & batch.response_mask, 1.0)]
-        return flat.advantages, flat.loss_mask & batch.response_mask, targets
-
     def task_groups(self, batch) -> np.ndarray:
         """(N,) the task (game) of every row, numbered globally across ranks."""
         global_env = batch.env_ids + self.reducer.rank * self.config.envs
         return (global_env // self.config.group_size).numpy()
 
     def advantages(self, rollout, spans, values):
-        """(token advantages, loss mask, critic targets) of the configured estimator."""
-        if self.config.estimator == "hae":
-            return self._hae_advantages(rollout.batch, spans, values)
-        return self._flat_advantages(rollout.batch, rollout, values)
+        """(token advantages, loss mask, critic targets) of the configured estimator; a
+        flat baseline's critic (if any) is the low-level head."""
+        cfg = self.config
+        return estimate(cfg.estimator, rollout.batch, spans=spans, values=values, masker=self.masker,
+                        groups=self.task_groups(rollout.batch), observations=rollout.observations,
+                        hae_config=cfg.hae_config(), flat_config=cfg.flat_config(),
+                        head_coefs=(1.0, cfg.high_value_coef, cfg.term_value_coef), reducer=self.reducer)
 
     def _update_critic(self, batch, old_values, targets, R) -> dict:
         cfg = self.config

@@ -87,24 +87,18 @@ def bootstrap_interval(grads: np.ndarray, key: str, resamples: int, rng) -> tupl
 
 def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarray]:
     """One rollout batch -> {estimator: flattened policy gradient over `params`}."""
-    from hiper.estimators import flat_advantages, hae_advantages
+    from hiper.estimators import estimate
     from hiper.policy import response_logprobs
 
     cfg, batch = trainer.config, rollout.batch
     R = batch.responses.shape[1]
     spans = trainer.masker(batch.responses, batch.response_mask, include_tags=True)
     values = trainer._forward_all(batch, lambda ids, am: trainer.critic.values(ids, am, R))
-    resp = batch.response_mask
     credit = {}
     for name in estimators:
-        if name == "hae":
-            adv, mask, _ = hae_advantages(batch, spans, values, trainer.masker, cfg.hae_config())
-        else:
-            flat = flat_advantages(name, batch.layout, rewards=batch.rewards.numpy(), dones=batch.dones.numpy(),
-                                   is_action_valid=batch.is_action_valid.numpy(), response_mask=resp,
-                                   values=values[..., 0], groups=(batch.env_ids // cfg.group_size).numpy(),
-                                   anchors=rollout.observations, config=cfg.flat_config())
-            adv, mask = flat.advantages, flat.loss_mask & resp
+        adv, mask, _ = estimate(name, batch, spans=spans, values=values, masker=trainer.masker,
+                                groups=trainer.task_groups(batch), observations=rollout.observations,
+                                hae_config=cfg.hae_config(), flat_config=cfg.flat_config())
         credit[name] = (adv.float(), mask.float(), max(float(mask.sum()), 1.0))
     sums = {name: [torch.zeros_like(p) for p in params] for name in estimators}
     for sl in trainer._chunks(batch.num_rows):
