@@ -48,8 +48,13 @@ def _known_key(key: str) -> bool:
     return True
 
 
+def _has(mapping: Any, key: str) -> bool:
+    """Membership through .keys(): verl's TensorDict batches refuse `key in batch`."""
+    return key in mapping.keys()
+
+
 def _require(mapping: Any, key: str, where: str):
-    if key not in mapping:
+    if not _has(mapping, key):
         raise KeyError(f"data.{where}[{key!r}] is required by compute_hae_advantage")
     return mapping[key]
 
@@ -116,7 +121,7 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     action_mask, subgoal_mask, switch_mask = (host_mask(m) for m in (action_mask, subgoal_mask, switch_mask))
 
     def per_turn(key, dtype, optional=False):
-        if optional and key not in meta:
+        if optional and not _has(meta, key):
             return None
         arr = to_numpy(np.asarray(_require(meta, key, "non_tensor_batch")), key, dtype, ndim=1)
         if arr.shape[0] != n:
@@ -133,10 +138,10 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     rewards = per_turn("rewards", FLOAT32)
     valid = per_turn("is_action_valid", FLOAT32, optional=True) if config.invalid_action_penalty_coef != 0.0 else None
 
-    has_high = config.value_key_high in batch
-    has_term = config.value_key_term in batch and "value_mask_term" in batch
+    has_high = _has(batch, config.value_key_high)
+    has_term = _has(batch, config.value_key_term) and _has(batch, "value_mask_term")
     vmask_low = host_mask(_require(batch, "value_mask_low", "batch"))
-    vmask_high = host_mask(batch["value_mask_high"]) if "value_mask_high" in batch else None
+    vmask_high = host_mask(batch["value_mask_high"]) if _has(batch, "value_mask_high") else None
     if has_high and vmask_high is None:
         raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
     vmask_term = host_mask(batch["value_mask_term"]) if has_term else None
