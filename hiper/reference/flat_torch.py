@@ -12,18 +12,22 @@ import torch
 from hiper.reference.hae_torch import TorchLayout, reverse_linear_scan
 
 
+# Gathers and scatters use index_select / scatter_ rather than x[idx]: advanced indexing
+# goes through a parallel kernel whose thread wake-up costs milliseconds on a busy machine.
+def _sorted(lay: TorchLayout, x: torch.Tensor) -> torch.Tensor:
+    return x.index_select(0, lay.order)
+
+
 def _unsort(lay: TorchLayout, x: torch.Tensor) -> torch.Tensor:
-    out = torch.empty_like(x)
-    out[lay.order] = x
-    return out
+    return torch.empty_like(x).scatter_(0, lay.order, x)
 
 
 def turn_gae(lay: TorchLayout, rewards, dones, values, gamma: float, lam: float, bootstrap_truncated: bool):
     """(advantages, returns) per row; values None means zero."""
     n = rewards.numel()
-    r = rewards[lay.order].double()
-    d = dones[lay.order].double()
-    v = values[lay.order].double() if values is not None else torch.zeros(n, dtype=torch.float64)
+    r = _sorted(lay, rewards).double()
+    d = _sorted(lay, dones).double()
+    v = _sorted(lay, values).double() if values is not None else torch.zeros(n, dtype=torch.float64)
     is_last = torch.ones(n, dtype=torch.bool)
     is_last[:-1] = lay.new_traj[1:]
     v_next = torch.zeros(n, dtype=torch.float64)
@@ -71,9 +75,9 @@ def masked_whiten(x, mask, eps: float = 1e-8):
 
 
 def episode_returns(lay: TorchLayout, rewards):
-    r = rewards[lay.order].double()
+    r = _sorted(lay, rewards).double()
     totals = torch.zeros(lay.traj_len.numel(), dtype=torch.float64).index_add_(0, lay.traj_of, r)
-    return _unsort(lay, totals[lay.traj_of])
+    return _unsort(lay, totals.index_select(0, lay.traj_of))
 
 
 def group_advantages(scores, groups, mode: str, samples=None, eps: float = 1e-6):
@@ -83,12 +87,13 @@ def group_advantages(scores, groups, mode: str, samples=None, eps: float = 1e-6)
     num = int(groups.max()) + 1 if groups.numel() else 0
     count = torch.zeros(num, dtype=torch.float64).index_add_(0, groups, w)
     mean = torch.zeros(num, dtype=torch.float64).index_add_(0, groups, s * w) / count.clamp_min(1)
-    sq = torch.zeros(num, dtype=torch.float64).index_add_(0, groups, ((s - mean[groups]) ** 2) * w)
+    sq = torch.zeros(num, dtype=torch.float64).index_add_(0, groups, ((s - mean.index_select(0, groups)) ** 2) * w)
     std = torch.sqrt(sq / (count - 1).clamp_min(1))
-    n, single = count[groups], count[groups] <= 1
-    mu = torch.where(single, 0.0, mean[groups])
+    n = count.index_select(0, groups)
+    single = n <= 1
+    mu = torch.where(single, 0.0, mean.index_select(0, groups))
     if mode == "grpo":
-        return (s - mu) / (torch.where(single, 1.0, std[groups]) + eps)
+        return (s - mu) / (torch.where(single, 1.0, std.index_select(0, groups)) + eps)
     if mode == "rloo":
         return torch.where(single, s, (s - mu) * n / (n - 1).clamp_min(1))
     if mode == "center":
