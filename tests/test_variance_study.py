@@ -13,20 +13,33 @@ from hiper.studies.variance import bootstrap_interval, spread
 TOKENIZER = str(Path(__file__).parent / "fixtures" / "smollm2_tokenizer")
 
 
+def gram(g):
+    return g @ g.T
+
+
 def test_spread_of_known_gradients():
     same = np.tile([1.0, 2.0, 2.0], (4, 1))
-    s = spread(same)
-    assert s["relative_variance"] == 0.0 and s["pairwise_cosine"] == pytest.approx(1.0)
+    s = spread(gram(same))
+    assert s["relative_variance"] == pytest.approx(0.0, abs=1e-12) and s["pairwise_cosine"] == pytest.approx(1.0)
     assert s["mean_norm"] == pytest.approx(3.0)
     # mean (1, 0), deviations +-(0, 1): tr Cov = 4 * 1 / 3, |mean|^2 = 1
     g = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0]])
-    s = spread(g)
+    s = spread(gram(g))
     assert s["relative_variance"] == pytest.approx(4 / 3)
     assert s["pairwise_cosine"] == pytest.approx((0 + 1 + 0 + 0 + 1 + 0) / 6)
     # A zero mean has no finite relative variance; the interval skips such resamples.
-    assert spread(np.array([[1.0, 0.0], [-1.0, 0.0]]))["relative_variance"] == float("inf")
-    lo, hi = bootstrap_interval(g, "relative_variance", 200, np.random.default_rng(0))
+    assert spread(gram(np.array([[1.0, 0.0], [-1.0, 0.0]])))["relative_variance"] == float("inf")
+    lo, hi = bootstrap_interval(gram(g), "relative_variance", 200, np.random.default_rng(0))
     assert 0 <= lo <= hi
+
+
+def test_weighted_spread_equals_spread_of_the_repeated_rows():
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(4, 7))
+    counts = np.array([2, 0, 1, 1])
+    repeated = np.repeat(g, counts, axis=0)
+    for key, value in spread(gram(g), counts).items():
+        assert value == pytest.approx(spread(gram(repeated))[key]), key
 
 
 def test_variance_bench_runs_on_alfworld(tmp_path, capsys):

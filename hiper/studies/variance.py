@@ -53,30 +53,35 @@ def gradient_subset(model) -> list[torch.nn.Parameter]:
     return [p for p in decoder.layers[-1].mlp.parameters()]
 
 
-def spread(grads: np.ndarray) -> dict:
-    """grads: (K, P) float64. Relative variance and mean pairwise cosine."""
-    k = grads.shape[0]
-    mean = grads.mean(axis=0)
-    trace_cov = float(((grads - mean) ** 2).sum() / (k - 1))
-    mean_sq = float(mean @ mean)
-    norms = np.linalg.norm(grads, axis=1)
-    unit = grads / np.where(norms > 0, norms, 1.0)[:, None]
-    cos = unit @ unit.T
-    pairs = cos[np.triu_indices(k, 1)]
+def spread(gram: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """Spread statistics of K gradient estimates from their Gram matrix G[i, j] = g_i . g_j
+    (every statistic below is a function of it, so the bootstrap never touches the
+    million-entry gradients). `weights`: how often each batch occurs in a resample (default
+    once each). Relative variance tr Cov / |mean|^2 with the unbiased trace, and the mean
+    cosine between distinct draws."""
+    k = gram.shape[0]
+    w = np.ones(k) if weights is None else np.asarray(weights, dtype=np.float64)
+    n = w.sum()
+    mean_sq = float(w @ gram @ w) / n**2
+    trace_cov = float((w * np.diag(gram)).sum() - n * mean_sq) / (n - 1)
+    norms = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    cos = gram / np.outer(np.where(norms > 0, norms, 1.0), np.where(norms > 0, norms, 1.0))
+    pair_w = np.outer(w, w) - np.diag(w)  # ordered pairs of distinct draws
+    pairs = pair_w.sum()
     return {"relative_variance": trace_cov / mean_sq if mean_sq > 0 else float("inf"),
-            "pairwise_cosine": float(pairs.mean()), "mean_norm": float(np.sqrt(mean_sq)),
-            "batch_norm": float(norms.mean())}
+            "pairwise_cosine": float((pair_w * cos).sum() / pairs) if pairs > 0 else float("nan"),
+            "mean_norm": float(np.sqrt(max(mean_sq, 0.0))), "batch_norm": float((w * norms).sum() / n)}
 
 
-def bootstrap_interval(grads: np.ndarray, key: str, resamples: int, rng) -> tuple[float, float]:
+def bootstrap_interval(gram: np.ndarray, key: str, resamples: int, rng) -> tuple[float, float]:
     """95% percentile interval of spread(...)[key] over batches resampled with replacement;
     resamples that repeat a single batch have no spread and are skipped."""
-    k, values = grads.shape[0], []
+    k, values = gram.shape[0], []
     for _ in range(resamples):
-        idx = rng.integers(0, k, size=k)
-        if np.unique(idx).size < 2:
+        counts = np.bincount(rng.integers(0, k, size=k), minlength=k)
+        if (counts > 0).sum() < 2:
             continue
-        value = spread(grads[idx])[key]
+        value = spread(gram, counts)[key]
         if np.isfinite(value):
             values.append(value)
     if not values:
@@ -165,10 +170,12 @@ def run(args: argparse.Namespace) -> int:
     table = {}
     for name in estimators:
         g = np.stack(per_batch[name])
-        row = spread(g)
-        row["relative_variance_ci"] = bootstrap_interval(g, "relative_variance", args.bootstrap, rng)
-        row["pairwise_cosine_ci"] = bootstrap_interval(g, "pairwise_cosine", args.bootstrap, rng)
+        gram = g @ g.T
+        row = spread(gram)
+        row["relative_variance_ci"] = bootstrap_interval(gram, "relative_variance", args.bootstrap, rng)
+        row["pairwise_cosine_ci"] = bootstrap_interval(gram, "pairwise_cosine", args.bootstrap, rng)
         row["zero_gradient_batches"] = int((np.abs(g).sum(axis=1) == 0).sum())
+        row["gram"] = gram.tolist()
         table[name] = row
     print(format_table(table, args))
     out = Path(args.out)
