@@ -175,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from hiper import distributed
 
+    finished = False
     try:
         trainer = Trainer(config)  # joins the process group when launched by torchrun
         world, main = trainer.reducer.world_size, trainer.reducer.rank == 0
@@ -186,8 +187,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if main:
             print(f"done in {time.perf_counter() - t0:.1f} s; metrics in {config.run_dir}/metrics.jsonl, "
                   f"checkpoint in {config.run_dir}/checkpoint")
+        finished = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(wait_for_peers=finished)
     return 0
 
 

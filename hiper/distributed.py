@@ -93,8 +93,13 @@ def init_from_environment() -> Reducer:
     return Reducer(torch.distributed.get_rank(), torch.distributed.get_world_size())
 
 
-def shutdown() -> None:
+def shutdown(wait_for_peers: bool = True) -> None:
+    """Leaves the process group. After a normal run every rank first waits for the others:
+    a rank tearing its connections down while a peer is still finishing can abort that
+    peer (gloo). After an error the wait is skipped, since a failed peer never arrives."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait_for_peers:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
