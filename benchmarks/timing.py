@@ -1,4 +1,4 @@
-"""Shared timing helper of the benchmark scripts."""
+"""Shared timing helpers of the benchmark scripts."""
 from __future__ import annotations
 
 import statistics
@@ -14,4 +14,24 @@ def median_ms(fn, repeats: int, warmup: int = 1) -> float:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def cuda_median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Median time of fn() on the current CUDA stream in milliseconds, from CUDA events
+    recorded around it (so gaps where the GPU waits for the host count too), after `warmup`
+    untimed calls. The device is idle when each timed call starts."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
     return statistics.median(times)

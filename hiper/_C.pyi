@@ -64,3 +64,51 @@ def token_outputs(response_mask: np.ndarray, action_mask: np.ndarray | None, sub
                   adv_low: np.ndarray, adv_high: np.ndarray, adv_term: np.ndarray, ret_low: np.ndarray,
                   ret_high: np.ndarray, ret_term: np.ndarray, high_on_subgoal: bool, high_on_switch: bool,
                   term_on_switch: bool, **outputs: np.ndarray | None) -> None: ...
+
+# CUDA builds only (absent otherwise; see cuda_compiled()). Device arrays are passed as integer
+# pointers (tensor.data_ptr(), 0 when absent) of tensors checked by hiper/ops/_cuda.py, with the
+# device index and the caller's current stream; each call only enqueues work on that stream.
+# `layout` is CudaTrajectoryLayout.handle: (n, order, traj_offsets, seg_offsets,
+# traj_seg_offsets, meta, position, is_boundary).
+LayoutHandle = tuple[int, int, int, int, int, int, int, int]
+cuda_layout_meta_size: int
+
+def cuda_layout_workspace_bytes(*, n: int, device: int) -> int: ...
+def cuda_build_layout(*, n: int, traj_ids: int, turn_idx: int, is_new_subgoal: int, order: int, traj_offsets: int,
+                      seg_offsets: int, traj_seg_offsets: int, is_boundary: int, position: int, meta: int,
+                      workspace: int, workspace_bytes: int, device: int, stream: int) -> None: ...
+def cuda_pipeline_workspace_bytes(*, device: int) -> int: ...
+def cuda_normalize_workspace_bytes(*, device: int) -> int: ...
+def cuda_shape_rewards(*, layout: LayoutHandle, rewards: int, is_new_subgoal: int, is_action_valid: int,
+                       subgoal_changed: int, keep_penalty: float, keep_penalty_mode: str,
+                       invalid_action_penalty_coef: float, keep_consistency_penalty: float, out: int, device: int,
+                       stream: int) -> None: ...
+def cuda_hae(*, layout: LayoutHandle, rewards: int, dones: int, v_low: int, v_high: int, v_term: int, gamma: float,
+             lam_turn: float, lam_seg: float, bootstrap_truncated: bool, adv_low: int, ret_low: int, adv_high: int,
+             ret_high: int, adv_term: int, ret_term: int, device: int, stream: int) -> None: ...
+def cuda_hae_pipeline(*, layout: LayoutHandle, rewards: int, is_new_subgoal: int, is_action_valid: int,
+                      subgoal_changed: int, keep_penalty: float, keep_penalty_mode: str,
+                      invalid_action_penalty_coef: float, keep_consistency_penalty: float, dones: int, v_low: int,
+                      v_high: int, v_term: int, gamma: float, lam_turn: float, lam_seg: float,
+                      bootstrap_truncated: bool, normalize: bool, credited_low: int, credited_high: int,
+                      credited_term: int, shaped: int, adv_low: int, ret_low: int, adv_high: int, ret_high: int,
+                      adv_term: int, ret_term: int, workspace: int, workspace_bytes: int, device: int,
+                      stream: int) -> None: ...
+def cuda_subgoal_changed(*, layout: LayoutHandle, length: int, responses: int, token_bytes: int, subgoal_mask: int,
+                         response_mask: int, requires_both: bool, out: int, device: int, stream: int) -> None: ...
+def cuda_normalize(*, n: int, x: int, include: int, eps: float, out: int, workspace: int, workspace_bytes: int,
+                   device: int, stream: int) -> None: ...
+def cuda_row_scan(*, n: int, length: int, response_mask: int, action_mask: int, subgoal_mask: int, switch_mask: int,
+                  value_mask_low: int, value_mask_high: int, value_mask_term: int, values_low: int, values_high: int,
+                  values_term: int, response_length: int, has_action: int, has_subgoal: int, has_switch: int,
+                  pos_low: int, pos_high: int, pos_term: int, value_low: int, value_high: int, value_term: int,
+                  device: int, stream: int) -> None: ...
+def cuda_token_outputs_workspace_bytes(*, length: int, device: int) -> int: ...
+def cuda_token_outputs(*, n: int, length: int, response_mask: int, action_mask: int, subgoal_mask: int,
+                       switch_mask: int, value_mask_low: int, value_mask_high: int, value_mask_term: int,
+                       is_boundary: int, adv_low: int, adv_high: int, adv_term: int, ret_low: int, ret_high: int,
+                       ret_term: int, high_on_subgoal: bool, high_on_switch: bool, term_on_switch: bool,
+                       advantages: int, advantages_low: int, advantages_high: int, advantages_term: int,
+                       returns_low: int, returns_high: int, returns_term: int, lo_mask: int, hi_mask: int,
+                       term_mask: int, loss_mask: int, workspace: int, workspace_bytes: int, device: int,
+                       stream: int) -> None: ...

@@ -2,13 +2,15 @@
 
 The compiled core (hiper._C, C++ with an optional CUDA backend) implements the trajectory
 layout, reward shaping, Hierarchical Advantage Estimation and its token-level outputs; the
-functions below take numpy arrays or torch tensors and return the caller's type.
+functions below take numpy arrays or torch tensors and return the caller's type. Given CUDA
+tensors (see has_cuda()), the HAE ops run on their GPU and their results stay there.
 """
 from hiper import _C
 from hiper import format
 from hiper.config import HAEConfig
 from hiper.masks import SpanMasker, SpanMasks
 from hiper.ops import (
+    CudaTrajectoryLayout,
     FlatOutputs,
     broadcast_to_tokens,
     episode_returns,
@@ -44,6 +46,7 @@ def has_cuda() -> bool:
 
 
 __all__ = [
+    "CudaTrajectoryLayout",
     "FlatOutputs",
     "HAEConfig",
     "HAETokenOutputs",

@@ -2,7 +2,9 @@
 
 The core takes numpy arrays. Callers may hand torch tensors (CPU), DLPack producers or
 anything numpy can read; a tensor of the expected dtype is shared with the core through ``Tensor.numpy()``,
-never copied. Outputs come back in the caller's framework: torch in, torch out.
+never copied. Outputs come back in the caller's framework: torch in, torch out. (CUDA tensors
+take the ops' device path, hiper/ops/_device.py and _cuda.py; one reaching these host helpers
+is on the wrong device for the call.)
 
 torch is not imported here: if the caller has not imported it, no argument can be a tensor.
 """
@@ -36,7 +38,9 @@ def to_numpy(x: Any, name: str, dtype: np.dtype, ndim: int | None = None) -> np.
         return x  # the common case, kept cheap: this runs for every argument of every op
     if is_tensor(x):
         if x.device.type != "cpu":
-            raise ValueError(f"{name}: expected a CPU tensor, got one on {x.device} (this build has no CUDA ops)")
+            raise ValueError(f"{name}: expected a CPU tensor like the op's other inputs, got one on {x.device}; "
+                             "hiper does not move data between devices (and runs this op on the GPU only when its "
+                             "inputs, or the layout it is given, are there)")
         x = x.detach()
         if x.dtype in (_torch().bfloat16, _torch().float16):
             x = x.float()  # numpy has no bfloat16; these only carry values, read once
@@ -117,7 +121,7 @@ def out_view(out: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np
     """numpy view of a caller-provided output; must already have the exact dtype, shape and layout."""
     if is_tensor(out):
         if out.device.type != "cpu":
-            raise ValueError(f"{name}: expected a CPU tensor, got one on {out.device}")
+            raise ValueError(f"{name}: expected a CPU tensor like the op's inputs, got one on {out.device}")
         if out.requires_grad:
             raise ValueError(f"{name}: output tensors must not require grad")
         if not out.is_contiguous():

@@ -1,10 +1,16 @@
 """The batched trajectory buffer: B environments append turns as they happen; `pack()`
 returns the padded tensors a trainer needs. Storage and packing are in C++ (hiper._C);
 memory is reused across iterations (`clear()` keeps capacity).
+
+Packing stays on the host, also when training on a GPU: every turn's data starts there
+(prompts are rendered and tokenised from text, responses are decoded to text for the
+environment step, rewards come from the environments), so the cheapest route to the GPU is
+one pass on the host and one copy per packed tensor (`PackedBatch.to`). Packing on the GPU
+would first have to copy each turn's pieces there, one small copy per append.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -44,6 +50,17 @@ class PackedBatch:
     @property
     def num_rows(self) -> int:
         return int(self.responses.shape[0])
+
+    def to(self, device) -> "PackedBatch":
+        """This batch on `device`: every tensor and the layout, copied without waiting for
+        the GPU (from pageable host memory the copy is staged, so the host tensors may be
+        reused at once). The HAE ops then run on the device with this layout."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)
+                 if f.name != "layout"}
+        return PackedBatch(**moved, layout=self.layout.to(device))
 
 
 class TrajectoryBuffer:

@@ -5,6 +5,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/params.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
@@ -14,12 +15,6 @@ void check_layout_rows(const Layout& layout, py::ssize_t n, const char* name) {
   if (static_cast<py::ssize_t>(layout.order.size()) != n)
     throw py::value_error(std::string(name) + ": has " + std::to_string(n) + " rows but the layout has " +
                           std::to_string(layout.order.size()));
-}
-
-KeepPenaltyMode parse_keep_mode(const std::string& mode) {
-  if (mode == "fixed") return KeepPenaltyMode::kFixed;
-  if (mode == "normalized") return KeepPenaltyMode::kNormalized;
-  throw py::value_error("keep_penalty_mode: expected 'fixed' or 'normalized', got '" + mode + "'");
 }
 
 // Checked shaping parameters. Pointers refer to the caller's arrays, alive for the call.
@@ -75,9 +70,6 @@ HAEParams hae_params(const Layout& layout, const py::object& rewards, const py::
   check_finite(vl, "v_low");
   check_finite(vh, "v_high");
   check_finite(vt, "v_term");
-  auto check_unit = [](double v, const char* name) {
-    if (!(v >= 0.0 && v <= 1.0)) throw py::value_error(std::string(name) + ": expected a number in [0, 1]");
-  };
   check_unit(gamma, "gamma");
   check_unit(lam_turn, "lam_turn");
   check_unit(lam_seg, "lam_seg");
@@ -134,7 +126,7 @@ py::tuple hae_pipeline_py(const Layout& layout, const py::object& rewards, const
                           const py::object& shaped, const py::object& adv_low, const py::object& ret_low,
                           const py::object& adv_high, const py::object& ret_high, const py::object& adv_term,
                           const py::object& ret_term) {
-  cpu::PipelineParams p;
+  PipelineParams p;
   p.shaping = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
                              keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, shaped);
   p.hae = hae_params(layout, py::none(), dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg,
@@ -148,7 +140,7 @@ py::tuple hae_pipeline_py(const Layout& layout, const py::object& rewards, const
   p.credited_high = in_ptr<flag_t>(ch);
   p.credited_term = in_ptr<flag_t>(ct);
   p.is_boundary = layout.is_boundary.data();
-  cpu::PipelineStats stats;
+  PipelineStats stats;
   {
     py::gil_scoped_release release;
     stats = cpu::hae_pipeline(p);

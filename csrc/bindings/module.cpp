@@ -1,6 +1,7 @@
 // hiper._C: the pybind11 module. Thin: check arguments (arrays.h), release the GIL, call
 // a launcher. Torch never appears here; the Python layer hands over numpy views of
-// tensors, so data is shared, not copied.
+// tensors, so data is shared, not copied. The cuda_* functions (CUDA builds only) take
+// device pointers of tensors the Python layer has checked and the caller's stream.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -25,4 +26,7 @@ PYBIND11_MODULE(_C, m) {
   hiper::bindings::register_factorize(m);
   hiper::bindings::register_masker(m);
   hiper::bindings::register_buffer(m);
+  hiper::bindings::register_cuda_layout(m);
+  hiper::bindings::register_cuda_hae_ops(m);
+  hiper::bindings::register_cuda_token_ops(m);
 }

@@ -6,6 +6,7 @@
 #include "hiper/flat.h"
 #include "hiper/hae.h"
 #include "hiper/normalize.h"
+#include "hiper/pipeline.h"
 #include "hiper/row_scan.h"
 #include "hiper/shaping.h"
 #include "hiper/span_masker.h"
@@ -36,29 +37,7 @@ void group_normalize(GroupStatsParams p);
 // out[i] = (x[i] - mean) * inv_scale where mask[i], 0 elsewhere (verl's masked_whiten).
 void whiten(index_t n, const float* x, const flag_t* mask, double mean, double inv_scale, float* out);
 
-}  // namespace hiper::cpu
-
-namespace hiper::cpu {
-
-// The per-turn core in one call: reward shaping, HAE recurrences and (optionally)
-// normalisation of the three advantages over their credited turns.
-struct PipelineParams {
-  ShapingParams shaping;  // shaping.shaped: where the shaped rewards go (N,)
-  HAEParams hae;          // hae.rewards is set to shaping.shaped
-  bool normalize = false;
-  double eps = 1e-8;
-  // Turns each advantage lands on, for the statistics (null: every turn for low and term,
-  // segment starts for high).
-  const flag_t* credited_low = nullptr;
-  const flag_t* credited_high = nullptr;
-  const flag_t* credited_term = nullptr;
-  const flag_t* is_boundary = nullptr;  // the layout's, used when credited_high is null
-};
-
-struct PipelineStats {
-  Moments low, high, term;
-};
-
+// The per-turn core in one call (hiper/pipeline.h); returns the normalisation statistics.
 PipelineStats hae_pipeline(PipelineParams p);
 
 }  // namespace hiper::cpu

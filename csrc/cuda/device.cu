@@ -1,6 +1,9 @@
-// CUDA device discovery. The runtime is linked statically, so this returns 0 (rather than
-// failing to load) on machines with the CUDA build but no driver or no GPU.
+// CUDA device discovery and selection. The runtime is linked statically, so device_count()
+// returns 0 (rather than failing to load) on machines with the CUDA build but no driver or
+// no GPU; nothing here runs at import time.
 #include <cuda_runtime.h>
+
+#include "cuda/runtime.cuh"
 
 namespace hiper::cuda {
 
@@ -11,6 +14,15 @@ int device_count() {
     return 0;
   }
   return count;
+}
+
+DeviceScope::DeviceScope(int device) : device_(device) {
+  check(cudaGetDevice(&previous_), "device", "cudaGetDevice");
+  if (previous_ != device_) check(cudaSetDevice(device_), "device", "cudaSetDevice");
+}
+
+DeviceScope::~DeviceScope() {
+  if (previous_ != device_) cudaSetDevice(previous_);  // best effort: destructors must not throw
 }
 
 }  // namespace hiper::cuda

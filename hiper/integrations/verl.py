@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hiper import has_cuda
 from hiper._arrays import BOOL, FLOAT32, INT64, to_numpy
 from hiper.config import HAEConfig
 from hiper.masks import SpanMasker, segment_starts
@@ -60,14 +61,16 @@ def _require(mapping: Any, key: str, where: str):
 
 
 def _gather(values: Any, pos: Any, name: str):
-    """values[i, pos[i]] as float32 (N,), reading one element per row."""
+    """values[i, pos[i]] as float32 (N,) on pos's device, reading one element per row where
+    the values are (only the N picked values move between devices)."""
     import torch
 
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(np.asarray(values))
     if values.dim() != 2 or values.shape[0] != pos.shape[0]:
         raise ValueError(f"{name}: expected shape ({pos.shape[0]}, L), got {tuple(values.shape)}")
-    return values.detach().cpu().gather(1, pos.view(-1, 1)).view(-1).float()
+    picked = values.detach().gather(1, pos.to(values.device).view(-1, 1)).view(-1).float()
+    return picked.to(pos.device)
 
 
 def _flags(x: Any) -> np.ndarray:
@@ -88,15 +91,20 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         config: HAEConfig.
         action_mask, subgoal_mask, switch_mask: (N, L) bool token spans of the three blocks
             (None: action = the whole response, subgoal / switch empty).
-        out: optional mapping from output key to a preallocated (N, L) CPU tensor (float32,
-            or bool for the hae_*_mask keys), written in place and stored under that key:
-            a trainer that keeps its buffers across steps pays no allocation.
+        out: optional mapping from output key to a preallocated (N, L) tensor (float32, or
+            bool for the hae_*_mask keys) on the device the estimator runs on (see below),
+            written in place and stored under that key: a trainer that keeps its buffers
+            across steps pays no allocation.
         reducer: a hiper.distributed.Reducer when this batch is one rank's share of a
             data-parallel batch: normalisation statistics are then taken over every rank.
     Writes (N, L): advantages, advantages_low/high/term, returns_low/high/term (float32),
     hae_lo_mask, hae_hi_mask, hae_term_mask (bool). Returns `data`.
 
-    Tensors on a GPU are processed on the host and the outputs moved back to their device.
+    Where it runs: with the batch on a GPU and hiper built with CUDA, on that GPU (the
+    per-turn metadata is copied over, the layout is built on the host, where the metadata
+    is, and copied too; nothing waits for the GPU and the outputs stay there). Otherwise on
+    the host, with GPU tensors copied over and the outputs moved back; also across ranks
+    (`reducer`), whose statistics are gathered on the host.
     """
     import torch
 
@@ -105,20 +113,22 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     batch, meta = data.batch, data.non_tensor_batch
     response_mask_t = _require(batch, "response_mask", "batch")
     device = response_mask_t.device
-    host = torch.device("cpu")
+    across_ranks = config.norm_adv and reducer is not None and reducer.distributed
+    on_gpu = device.type == "cuda" and not across_ranks and has_cuda()
+    work = device if on_gpu else torch.device("cpu")
 
-    def host_mask(x):
+    def work_mask(x):
         if x is None:
             return None
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x))
-        return x.to(host)
+        return x.to(work)
 
-    response_mask = host_mask(response_mask_t)
+    response_mask = work_mask(response_mask_t)
     if response_mask.dim() != 2:
         raise ValueError(f"response_mask: expected (N, L), got shape {tuple(response_mask.shape)}")
     n, length = response_mask.shape
-    action_mask, subgoal_mask, switch_mask = (host_mask(m) for m in (action_mask, subgoal_mask, switch_mask))
+    action_mask, subgoal_mask, switch_mask = (work_mask(m) for m in (action_mask, subgoal_mask, switch_mask))
 
     def per_turn(key, dtype, optional=False):
         if optional and not _has(meta, key):
@@ -127,6 +137,9 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         if arr.shape[0] != n:
             raise ValueError(f"non_tensor_batch[{key!r}]: expected {n} rows like response_mask, got {arr.shape[0]}")
         return arr
+
+    def to_work(arr):  # host metadata where the estimator runs (an asynchronous copy to a GPU)
+        return torch.from_numpy(np.array(arr)).to(work, non_blocking=True) if on_gpu and arr is not None else arr
 
     traj_uid = _require(meta, "traj_uid", "non_tensor_batch")
     if len(traj_uid) != n:
@@ -140,19 +153,19 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
 
     has_high = _has(batch, config.value_key_high)
     has_term = _has(batch, config.value_key_term) and _has(batch, "value_mask_term")
-    vmask_low = host_mask(_require(batch, "value_mask_low", "batch"))
-    vmask_high = host_mask(batch["value_mask_high"]) if _has(batch, "value_mask_high") else None
+    vmask_low = work_mask(_require(batch, "value_mask_low", "batch"))
+    vmask_high = work_mask(batch["value_mask_high"]) if _has(batch, "value_mask_high") else None
     if has_high and vmask_high is None:
         raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
-    vmask_term = host_mask(batch["value_mask_term"]) if has_term else None
+    vmask_term = work_mask(batch["value_mask_term"]) if has_term else None
 
     heads = {"low": _require(batch, config.value_key_low, "batch"),
              "high": batch[config.value_key_high] if has_high else None,
              "term": batch[config.value_key_term] if has_term else None}
-    # float32 CPU head outputs are read inside the mask scan; anything else (bf16, on a GPU)
-    # is gathered with torch afterwards, one element per row.
+    # float32 head outputs where the estimator runs are read inside the mask scan; anything
+    # else (bf16, on another device) is gathered with torch afterwards, one element per row.
     direct = {h: v for h, v in heads.items()
-              if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == host and v.dim() == 2}
+              if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == work and v.dim() == 2}
     rows = row_scan(response_mask, action_mask, subgoal_mask, switch_mask, vmask_low, vmask_high, vmask_term,
                     values_low=direct.get("low"), values_high=direct.get("high"), values_term=direct.get("term"))
     picked = {}
@@ -163,29 +176,30 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     v_low, v_term = picked["low"], picked["term"]
     v_high = picked["high"] if has_high else v_low
 
-    layout = build_layout(traj, turn, switch)
+    # Built on the host, where the metadata is (validated there: no GPU wait), then copied.
+    layout = build_layout(traj, turn, switch).to(work)
     changed = None
     if config.keep_consistency_penalty != 0.0 and subgoal_mask is not None:
-        responses = host_mask(_require(batch, "responses", "batch"))
+        responses = work_mask(_require(batch, "responses", "batch"))
         changed = subgoal_changed(layout, responses, subgoal_mask, response_mask,
                                   requires_both=config.keep_consistency_requires_both)
     term_on_switch = config.assign_term_to_switch and has_term
     # Normalisation statistics run over the turns each advantage lands on (non-empty span).
     credited_high = None
     if config.norm_adv:
-        credited_high = ((config.assign_high_to_subgoal & rows.has_subgoal.numpy())
-                         | (config.assign_high_to_switch & rows.has_switch.numpy())) & layout.is_boundary
+        boundary = layout.is_boundary if layout.is_cuda else torch.from_numpy(np.array(layout.is_boundary))
+        credited_high = ((rows.has_subgoal & config.assign_high_to_subgoal)
+                         | (rows.has_switch & config.assign_high_to_switch)) & boundary
     credited_term = rows.has_switch & term_on_switch
-    across_ranks = config.norm_adv and reducer is not None and reducer.distributed
     core_config = dataclasses.replace(config, norm_adv=False) if across_ranks else config
-    turns = hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=switch, is_action_valid=valid,
-                     subgoal_changed=changed, config=core_config, credited_low=rows.has_action,
-                     credited_high=credited_high, credited_term=credited_term)
+    turns = hae_core(layout, to_work(rewards), to_work(dones), v_low, v_high, v_term, is_new_subgoal=to_work(switch),
+                     is_action_valid=to_work(valid), subgoal_changed=changed, config=core_config,
+                     credited_low=rows.has_action, credited_high=credited_high, credited_term=credited_term)
     if across_ranks:
         from hiper.distributed import normalize_rows
 
         normalize_rows(turns.adv_low, _flags(rows.has_action), reducer)
-        normalize_rows(turns.adv_high, credited_high, reducer)
+        normalize_rows(turns.adv_high, _flags(credited_high), reducer)
         if v_term is not None:
             normalize_rows(turns.adv_term, _flags(credited_term), reducer)
 
@@ -197,7 +211,7 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
         out={_OUTPUT_KEYS[key]: buf for key, buf in (out or {}).items() if _known_key(key)})
     for key, name in _OUTPUT_KEYS.items():
         value = getattr(tokens, name)
-        batch[key] = value if device == host else value.to(device)
+        batch[key] = value if value.device == device else value.to(device)
     return data
 
 

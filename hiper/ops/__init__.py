@@ -1,5 +1,5 @@
 """Public ops over per-turn rows, backed by the compiled core (hiper._C)."""
-from hiper.ops.layout import TrajectoryLayout, build_layout, factorize
+from hiper.ops.layout import CudaTrajectoryLayout, TrajectoryLayout, build_layout, factorize
 from hiper.ops.flat import (
     FlatOutputs,
     broadcast_to_tokens,
@@ -17,6 +17,7 @@ from hiper.ops.hae import HAETurnOutputs, hae, hae_turns, normalize_advantages, 
 from hiper.ops.tokens import HAETokenOutputs, RowSummary, hae_token_outputs, row_scan
 
 __all__ = [
+    "CudaTrajectoryLayout",
     "FlatOutputs",
     "HAETokenOutputs",
     "HAETurnOutputs",

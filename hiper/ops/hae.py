@@ -1,9 +1,13 @@
 """Per-turn Hierarchical Advantage Estimation: reward shaping, HAE recurrences and
 advantage normalisation (SPEC §4.1-§4.5, §4.7).
 
-Every function takes per-turn rows in any order (numpy arrays or CPU torch tensors; one
-row per trajectory turn) and returns results in the caller's framework, row-aligned with
-the input. float32 in and out; the recurrences accumulate in float64.
+Every function takes per-turn rows in any order (numpy arrays or torch tensors; one row
+per trajectory turn) and returns results in the caller's framework, row-aligned with the
+input. float32 in and out; the recurrences accumulate in float64.
+
+CUDA tensors (with a layout built from them) run on their GPU, on the current stream, and
+the results stay there; the ops do not wait for the GPU (see hiper.ops._cuda for what the
+device path does not check). Inputs must all be on one device.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy, token_ids
 from hiper.config import HAEConfig
+from hiper.ops._device import is_cuda_tensor
 from hiper.ops.layout import TrajectoryLayout, build_layout, factorize
 
 
@@ -63,6 +68,11 @@ def shape_rewards(
     `is_action_valid` is a per-turn float (1 valid, 0 invalid) or bool; None means all
     valid. `subgoal_changed` comes from `subgoal_changed()` or a span masker.
     """
+    if layout.is_cuda:
+        from hiper.ops import _cuda
+
+        return _cuda.shape_rewards(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
+                                   keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, out)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
     _check_rows(layout, r, "rewards")
     switch = optional_numpy(is_new_subgoal, "is_new_subgoal", BOOL, ndim=1)
@@ -105,8 +115,13 @@ def hae_turns(
             and V^H(start of the last segment) (segment level and termination returns).
     Returns:
         HAETurnOutputs, row-aligned with the inputs. Non-finite rewards or values raise
-        ValueError naming the argument.
+        ValueError naming the argument (on the host path).
     """
+    if layout.is_cuda:
+        from hiper.ops import _cuda
+
+        return _cuda.hae_turns(layout, rewards, dones, v_low, v_high, v_term, gamma=gamma, lam_turn=lam_turn,
+                               lam_seg=lam_seg, bootstrap_truncated=bootstrap_truncated)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
     _check_rows(layout, r, "rewards")
     arrays = {}
@@ -127,6 +142,10 @@ def normalize_advantages(adv: Any, include: Any = None, *, eps: float = 1e-8, ou
     """(adv - mean) / (std + eps) on the rows where `include` is set (all rows when None);
     mean and population std over those rows, each turn counted once (SPEC §4.7). Other rows
     are returned unchanged, as is everything when no row is included. (N,) float32."""
+    if is_cuda_tensor(adv):
+        from hiper.ops import _cuda
+
+        return _cuda.normalize_advantages(adv, include, eps, out)
     x = to_numpy(adv, "adv", FLOAT32, ndim=1)
     inc = optional_numpy(include, "include", BOOL, ndim=1)
     if inc is not None and inc.shape != x.shape:
@@ -153,6 +172,10 @@ def subgoal_changed(
     an empty current subgoal always counts as changed (the authors' rule). Turn 0 is never
     flagged. responses: (N, L) int64 or int32; masks: (N, L) bool. Returns (N,) bool.
     """
+    if layout.is_cuda:
+        from hiper.ops import _cuda
+
+        return _cuda.subgoal_changed(layout, responses, subgoal_mask, response_mask, requires_both)
     tok = token_ids(responses, "responses")
     _check_rows(layout, tok, "responses")
     sub = to_numpy(subgoal_mask, "subgoal_mask", BOOL, ndim=2)
@@ -164,7 +187,6 @@ def subgoal_changed(
     result, view = alloc.empty((tok.shape[0],), BOOL)
     _C.subgoal_changed(layout.core, tok, sub, resp, bool(requires_both), view)
     return result
-
 
 
 def hae_core(
@@ -186,6 +208,12 @@ def hae_core(
     """Reward shaping, HAE recurrences and (if config.norm_adv) normalisation over a
     prebuilt layout, in one call into the core. Arguments as in `hae`."""
     cfg = config if config is not None else HAEConfig()
+    if layout.is_cuda:
+        from hiper.ops import _cuda
+
+        return _cuda.hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=is_new_subgoal,
+                              is_action_valid=is_action_valid, subgoal_changed=subgoal_changed, cfg=cfg,
+                              credited_low=credited_low, credited_high=credited_high, credited_term=credited_term)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
     _check_rows(layout, r, "rewards")
     arrays = {}
@@ -226,6 +254,7 @@ def hae(
     credited_low: Any = None,
     credited_high: Any = None,
     credited_term: Any = None,
+    validate: bool = True,
 ) -> HAETurnOutputs:
     """Per-turn HAE in one call: layout, reward shaping, recurrences and (if
     config.norm_adv) normalisation.
@@ -245,10 +274,14 @@ def hae(
             lands on, over which normalisation statistics are taken (defaults: every turn /
             segment starts / every turn). With token masks, the drop-in passes the turns
             whose span is non-empty, as the authors do.
+        validate: with CUDA tensors, check the turns (negative, repeated) before computing,
+            which waits for the GPU once; False skips the check and the wait, and invalid
+            turns then give meaningless results instead of an error. The host path always
+            checks.
     Returns:
         HAETurnOutputs; advantages normalised when config.norm_adv, returns never.
     """
-    layout = build_layout(factorize(traj_ids), turn_idx, is_new_subgoal)
+    layout = build_layout(factorize(traj_ids), turn_idx, is_new_subgoal, validate=validate)
     return hae_core(layout, rewards, dones, v_low, v_high, v_term, is_new_subgoal=is_new_subgoal,
                     is_action_valid=is_action_valid, subgoal_changed=subgoal_changed, config=config,
                     credited_low=credited_low, credited_high=credited_high, credited_term=credited_term)

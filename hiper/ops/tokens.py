@@ -2,7 +2,8 @@
 results onto response tokens (SPEC §4.2, §4.6, §4.8).
 
 (N, L) masks are bool (or uint8) and shared with the core without copies; the float
-outputs are float32. All work is one pass over each row in C++.
+outputs are float32. All work is one pass over each row in C++, or on the GPU for CUDA
+tensors (results stay on the device; no op waits for it).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Mapping, NamedTuple
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy
+from hiper.ops._device import is_cuda_tensor
 
 FLOAT_OUTPUTS = ("advantages", "advantages_low", "advantages_high", "advantages_term",
                  "returns_low", "returns_high", "returns_term")
@@ -66,6 +68,13 @@ def row_scan(
     """Summarise (N, L) masks per row (see RowSummary). action_mask None means the whole
     response is the action span. values_low/high/term: optional (N, L) float32 outputs of the
     value heads, read at the heads' positions in the same pass."""
+    if is_cuda_tensor(response_mask):
+        from hiper.ops import _cuda
+
+        return _cuda.row_scan(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
+                                                  switch_mask=switch_mask, value_mask_low=value_mask_low,
+                                                  value_mask_high=value_mask_high, value_mask_term=value_mask_term),
+                              dict(values_low=values_low, values_high=values_high, values_term=values_term))
     resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
                                          switch_mask=switch_mask, value_mask_low=value_mask_low,
                                          value_mask_high=value_mask_high, value_mask_term=value_mask_term))
@@ -137,9 +146,21 @@ def hae_token_outputs(
     Returns:
         HAETokenOutputs with the requested fields set.
     """
-    resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
-                                         switch_mask=switch_mask, value_mask_low=value_mask_low,
-                                         value_mask_high=value_mask_high, value_mask_term=value_mask_term))
+    out = dict(out or {})
+    unknown = set(outputs) | set(out)
+    unknown -= set(FLOAT_OUTPUTS + MASK_OUTPUTS)
+    if unknown:
+        raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {FLOAT_OUTPUTS + MASK_OUTPUTS}")
+    masks = dict(action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
+                 value_mask_low=value_mask_low, value_mask_high=value_mask_high, value_mask_term=value_mask_term)
+    if is_cuda_tensor(response_mask):
+        from hiper.ops import _cuda
+
+        wanted = {name: out.get(name) for name in FLOAT_OUTPUTS + MASK_OUTPUTS if name in out or name in outputs}
+        return _cuda.hae_token_outputs(turns, response_mask, masks, high_on_subgoal=assign_high_to_subgoal,
+                                       high_on_switch=assign_high_to_switch, term_on_switch=assign_term_to_switch,
+                                       wanted=wanted)
+    resp, m = _masks(response_mask, masks)
     n = resp.shape[0]
     per_turn = {}
     for name in ("adv_low", "adv_high", "adv_term", "ret_low", "ret_high", "ret_term", "is_boundary"):
@@ -147,11 +168,6 @@ def hae_token_outputs(
         if arr.shape[0] != n:
             raise ValueError(f"turns.{name}: expected {n} rows like response_mask, got {arr.shape[0]}")
         per_turn[name] = arr
-    out = dict(out or {})
-    unknown = set(outputs) | set(out)
-    unknown -= set(FLOAT_OUTPUTS + MASK_OUTPUTS)
-    if unknown:
-        raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {FLOAT_OUTPUTS + MASK_OUTPUTS}")
     alloc = Allocator(response_mask)
     results, views = {}, {}
     for name in FLOAT_OUTPUTS + MASK_OUTPUTS:

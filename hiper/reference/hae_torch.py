@@ -4,7 +4,8 @@ No Python loop over rows, turns or tokens: rows are sorted once with two stable 
 segment recurrences run as log-depth reverse scans (a loop over log2 of the longest
 segment), and token outputs are broadcasts under masks. This is the benchmark's "plain
 PyTorch" baseline and a second oracle for the tests, so it is written to be as fast as
-PyTorch honestly gets while staying readable.
+PyTorch honestly gets while staying readable. Everything runs on the inputs' device (CPU or
+GPU), so the GPU benchmark times the same code.
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ class TorchLayout:
 
 
 def build_layout(traj_ids: torch.Tensor, turn_idx: torch.Tensor, is_new_subgoal: torch.Tensor) -> TorchLayout:
-    n = traj_ids.numel()
+    n, dev = traj_ids.numel(), traj_ids.device
     order = torch.argsort(turn_idx, stable=True)
     order = order[torch.argsort(traj_ids[order], stable=True)]
     traj_sorted, turn_sorted = traj_ids[order], turn_idx[order]
-    new_traj = torch.ones(n, dtype=torch.bool)
+    new_traj = torch.ones(n, dtype=torch.bool, device=dev)
     new_traj[1:] = traj_sorted[1:] != traj_sorted[:-1]
     if bool(((turn_sorted[1:] == turn_sorted[:-1]) & ~new_traj[1:]).any()):
         raise ValueError("turn_idx: a trajectory has the same turn more than once")
@@ -46,10 +47,10 @@ def build_layout(traj_ids: torch.Tensor, turn_idx: torch.Tensor, is_new_subgoal:
     seg_of = torch.cumsum(boundary, 0) - 1
     traj_len = torch.bincount(traj_of, minlength=int(traj_of[-1]) + 1 if n else 0)
     seg_start = torch.nonzero(boundary).flatten()
-    seg_end = torch.cat([seg_start[1:] - 1, torch.tensor([n - 1])]) if n else seg_start
-    seg_has_next = torch.zeros(seg_start.numel(), dtype=torch.bool)
+    seg_end = torch.cat([seg_start[1:] - 1, torch.tensor([n - 1], device=dev)]) if n else seg_start
+    seg_has_next = torch.zeros(seg_start.numel(), dtype=torch.bool, device=dev)
     seg_has_next[:-1] = ~new_traj[seg_start[1:]]
-    segs_per_traj = torch.bincount(traj_of[seg_start]) if n else torch.zeros(0, dtype=torch.long)
+    segs_per_traj = torch.bincount(traj_of[seg_start]) if n else torch.zeros(0, dtype=torch.long, device=dev)
     return TorchLayout(order, new_traj, boundary, traj_of, seg_of, traj_len, seg_start, seg_end, seg_has_next,
                        int((seg_end - seg_start + 1).max()) if n else 0,
                        int(segs_per_traj.max()) if n else 0)
@@ -91,7 +92,7 @@ def shape_rewards(lay: TorchLayout, rewards, is_new_subgoal, is_action_valid, su
 
 def hae_turns(lay: TorchLayout, r, dones, v_low, v_high, v_term, cfg: HAEConfig):
     """Per-turn (A^L, R^L, A^H, R^H, A^T, G^T) in *row* order, float64 (SPEC §4.3-§4.5)."""
-    g, n = cfg.gamma, r.numel()
+    g, n, dev = cfg.gamma, r.numel(), r.device
     d = dones[lay.order].double()
     vl, vh = v_low[lay.order].double(), v_high[lay.order].double()
     start, end, has_next = lay.seg_start, lay.seg_end, lay.seg_has_next
@@ -101,9 +102,9 @@ def hae_turns(lay: TorchLayout, r, dones, v_low, v_high, v_term, cfg: HAEConfig)
     boundary_value = torch.where(end_done, 0.0, boot)
 
     # Turn level: next value inside the segment, the boundary bootstrap at its end.
-    is_end = torch.zeros(n, dtype=torch.bool)
+    is_end = torch.zeros(n, dtype=torch.bool, device=dev)
     is_end[end] = True
-    v_next = torch.zeros(n, dtype=torch.float64)
+    v_next = torch.zeros(n, dtype=torch.float64, device=dev)
     v_next[:-1] = vl[1:]
     end_next = torch.where(has_next, vh[next_start], vl[end] if cfg.bootstrap_truncated else torch.zeros_like(vl[end]))
     v_next[end] = end_next
@@ -113,7 +114,7 @@ def hae_turns(lay: TorchLayout, r, dones, v_low, v_high, v_term, cfg: HAEConfig)
     # Discounted reward-to-go inside each segment: its start value is the segment return.
     to_go = reverse_linear_scan(r, torch.where(is_end, 0.0, torch.full_like(r, g)), lay.max_seg_len)
     seg_len = (end - start + 1).double()
-    g_d = torch.pow(torch.tensor(g, dtype=torch.float64), seg_len)
+    g_d = torch.pow(torch.tensor(g, dtype=torch.float64, device=dev), seg_len)
     end_not_done = (~end_done).double()
     seg_delta = to_go[start] + g_d * end_not_done * boundary_value - vh[start]
     adv_seg = reverse_linear_scan(seg_delta, torch.where(has_next, g_d * cfg.lam_seg * end_not_done, 0.0),
@@ -121,22 +122,23 @@ def hae_turns(lay: TorchLayout, r, dones, v_low, v_high, v_term, cfg: HAEConfig)
 
     out = {}
     inv = torch.empty_like(lay.order)
-    inv[lay.order] = torch.arange(n)
+    inv[lay.order] = torch.arange(n, device=dev)
     out["adv_low"] = adv_low[inv]
     out["ret_low"] = (adv_low + vl)[inv]
-    high = torch.zeros(n, dtype=torch.float64)
-    high_ret = torch.zeros(n, dtype=torch.float64)
+    high = torch.zeros(n, dtype=torch.float64, device=dev)
+    high_ret = torch.zeros(n, dtype=torch.float64, device=dev)
     high[start] = adv_seg
     high_ret[start] = adv_seg + vh[start]
     out["adv_high"], out["ret_high"] = high[inv], high_ret[inv]
     if v_term is not None:
         # G^T_t = to_go_t + g^(e - t + 1) * B_k
-        pos_from_end = (end[lay.seg_of] - torch.arange(n) + 1).double()
-        term_ret = to_go + torch.pow(torch.tensor(g, dtype=torch.float64), pos_from_end) * boundary_value[lay.seg_of]
+        pos_from_end = (end[lay.seg_of] - torch.arange(n, device=dev) + 1).double()
+        g_t = torch.tensor(g, dtype=torch.float64, device=dev)
+        term_ret = to_go + torch.pow(g_t, pos_from_end) * boundary_value[lay.seg_of]
         out["ret_term"] = term_ret[inv]
         out["adv_term"] = (term_ret - v_term[lay.order].double())[inv]
     else:
-        out["ret_term"] = out["adv_term"] = torch.zeros(n, dtype=torch.float64)
+        out["ret_term"] = out["adv_term"] = torch.zeros(n, dtype=torch.float64, device=dev)
     out["is_boundary"] = lay.boundary[inv]
     return out
 
@@ -168,14 +170,14 @@ def subgoal_changed(lay: TorchLayout, responses, subgoal_mask, response_mask, re
     # Compact each row's masked ids to the left: the k-th masked token goes to column k;
     # unmasked tokens go to a spill column that is dropped.
     rank = torch.where(m, torch.cumsum(m, dim=1) - 1, width)
-    packed = torch.full((m.shape[0], width + 1), -1, dtype=responses.dtype)
+    packed = torch.full((m.shape[0], width + 1), -1, dtype=responses.dtype, device=responses.device)
     packed.scatter_(1, rank, responses)
     packed = packed[:, :width]
     cur, prev = lay.order[1:], lay.order[:-1]
     differ = (count[cur] != count[prev]) | (packed[cur] != packed[prev]).any(dim=1) | (count[cur] == 0)
     if requires_both:
         differ &= (count[cur] > 0) & (count[prev] > 0)
-    flag = torch.zeros(m.shape[0], dtype=torch.bool)
+    flag = torch.zeros(m.shape[0], dtype=torch.bool, device=m.device)
     flag[cur] = differ & ~lay.new_traj[1:]
     return flag
 
@@ -188,15 +190,19 @@ def compute_hae_advantage(batch: dict, non_tensor: dict, cfg: HAEConfig, action_
 
     resp = batch["response_mask"].bool()
     n, length = resp.shape
+
+    def per_turn(values, dtype):  # host metadata, moved to the batch's device
+        return torch.from_numpy(np.asarray(values).astype(dtype)).to(resp.device)
+
     uids = non_tensor["traj_uid"]
     if isinstance(uids, np.ndarray) and uids.dtype.kind in "iu":
-        traj = torch.from_numpy(uids.astype(np.int64))
+        traj = per_turn(uids, np.int64)
     else:
-        traj = torch.from_numpy(np.unique(np.asarray(uids), return_inverse=True)[1].astype(np.int64))
-    turn = torch.from_numpy(np.asarray(non_tensor["turn_idx"]).astype(np.int64))
-    dones = torch.from_numpy(np.asarray(non_tensor["dones"]).astype(bool))
-    switch = torch.from_numpy(np.asarray(non_tensor["switch"]).astype(bool))
-    rewards = torch.from_numpy(np.asarray(non_tensor["rewards"]).astype(np.float32))
+        traj = per_turn(np.unique(np.asarray(uids), return_inverse=True)[1], np.int64)
+    turn = per_turn(non_tensor["turn_idx"], np.int64)
+    dones = per_turn(non_tensor["dones"], bool)
+    switch = per_turn(non_tensor["switch"], bool)
+    rewards = per_turn(non_tensor["rewards"], np.float32)
     lay = build_layout(traj, turn, switch)
 
     act = resp if action_mask is None else action_mask.bool() & resp
@@ -204,7 +210,7 @@ def compute_hae_advantage(batch: dict, non_tensor: dict, cfg: HAEConfig, action_
     sw = torch.zeros_like(resp) if switch_mask is None else switch_mask.bool() & resp
     valid = None
     if cfg.invalid_action_penalty_coef != 0.0 and "is_action_valid" in non_tensor:
-        valid = torch.from_numpy(np.asarray(non_tensor["is_action_valid"]).astype(np.float32))
+        valid = per_turn(non_tensor["is_action_valid"], np.float32)
     changed = None
     if cfg.keep_consistency_penalty != 0.0 and subgoal_mask is not None:
         changed = subgoal_changed(lay, batch["responses"], sub, resp, cfg.keep_consistency_requires_both)

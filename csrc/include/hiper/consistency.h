@@ -53,19 +53,27 @@ HIPER_HOST_DEVICE bool subgoal_tokens_differ(const ConsistencyParams<token_t>& p
   return a < L || b < L;
 }
 
+// The flag of the turn at sorted position q. `opens` says q is its trajectory's first turn,
+// which is never flagged; otherwise its predecessor is the turn at q - 1.
+template <typename token_t>
+HIPER_HOST_DEVICE void consistency_turn(const ConsistencyParams<token_t>& p, index_t q, bool opens) {
+  const index_t cur = p.layout.order[q];
+  if (opens) {
+    p.changed[cur] = 0;
+    return;
+  }
+  bool cur_empty = false, prev_empty = false;
+  const bool differ = subgoal_tokens_differ(p, cur, p.layout.order[q - 1], &cur_empty, &prev_empty);
+  bool flag = differ || cur_empty;
+  if (p.requires_both && (cur_empty || prev_empty)) flag = false;
+  p.changed[cur] = flag;
+}
+
 template <typename token_t>
 HIPER_HOST_DEVICE void consistency_trajectory(const ConsistencyParams<token_t>& p, index_t traj) {
   const index_t begin = p.layout.traj_offsets[traj];
   const index_t end = p.layout.traj_offsets[traj + 1];
-  if (begin < end) p.changed[p.layout.order[begin]] = 0;
-  for (index_t q = begin + 1; q < end; ++q) {
-    const index_t cur = p.layout.order[q];
-    bool cur_empty = false, prev_empty = false;
-    const bool differ = subgoal_tokens_differ(p, cur, p.layout.order[q - 1], &cur_empty, &prev_empty);
-    bool flag = differ || cur_empty;
-    if (p.requires_both && (cur_empty || prev_empty)) flag = false;
-    p.changed[cur] = flag;
-  }
+  for (index_t q = begin; q < end; ++q) consistency_turn(p, q, q == begin);
 }
 
 }  // namespace hiper

@@ -45,26 +45,60 @@ HIPER_HOST_DEVICE index_t first_both(const flag_t* a, const flag_t* b, index_t n
   return -1;
 }
 
-HIPER_HOST_DEVICE bool any_both(const flag_t* a, const flag_t* b, index_t n) { return first_both(a, b, n) >= 0; }
+// What positions [j0, j1) of one row contribute to its summary. The CPU scans a row as one
+// stretch; a CUDA warp splits it into short stretches and combines theirs (any grouping and
+// order gives the same result: counts add, first positions take the minimum).
+inline constexpr index_t kNoPosition = INT64_MAX;
 
-HIPER_HOST_DEVICE void row_scan_row(const RowScanParams& p, index_t i) {
+struct RowScanPartial {
+  index_t count;     // valid response tokens
+  index_t first[6];  // first j with (mask && response): action, subgoal, switch, value low, high, term
+};
+
+HIPER_HOST_DEVICE RowScanPartial row_scan_partial(const RowScanParams& p, index_t i, index_t j0, index_t j1) {
   const index_t base = i * p.length;
   const flag_t* resp = p.response_mask + base;
+  RowScanPartial s;
   int32_t count32 = 0;  // 32-bit accumulator vectorises better; L < 2^31 is checked at the boundary
-  for (index_t j = 0; j < p.length; ++j) count32 += static_cast<int32_t>(resp[j] != 0);
-  const index_t count = count32;
+  for (index_t j = j0; j < j1; ++j) count32 += static_cast<int32_t>(resp[j] != 0);
+  s.count = count32;
+  auto first = [&](const flag_t* mask) {
+    const index_t f = mask == nullptr ? -1 : first_both(mask + base + j0, resp + j0, j1 - j0);
+    return f >= 0 ? j0 + f : kNoPosition;
+  };
+  s.first[0] = first(p.action_mask);
+  s.first[1] = first(p.subgoal_mask);
+  s.first[2] = first(p.switch_mask);
+  // Value masks are scanned only for the heads whose position is wanted.
+  for (int h = 0; h < 3; ++h) s.first[3 + h] = first(p.value_pos[h] != nullptr ? p.value_masks[h] : nullptr);
+  return s;
+}
+
+HIPER_HOST_DEVICE RowScanPartial row_scan_combine(const RowScanPartial& a, const RowScanPartial& b) {
+  RowScanPartial s;
+  s.count = a.count + b.count;
+  for (int m = 0; m < 6; ++m) s.first[m] = a.first[m] < b.first[m] ? a.first[m] : b.first[m];
+  return s;
+}
+
+// Writes row i's outputs from the summary of the whole row.
+HIPER_HOST_DEVICE void row_scan_finish(const RowScanParams& p, index_t i, const RowScanPartial& s) {
+  const index_t count = s.count;
   p.response_length[i] = count;
-  p.has_action[i] = p.action_mask == nullptr ? count > 0 : any_both(p.action_mask + base, resp, p.length);
-  p.has_subgoal[i] = p.subgoal_mask != nullptr && any_both(p.subgoal_mask + base, resp, p.length);
-  p.has_switch[i] = p.switch_mask != nullptr && any_both(p.switch_mask + base, resp, p.length);
+  p.has_action[i] = p.action_mask == nullptr ? count > 0 : s.first[0] != kNoPosition;
+  p.has_subgoal[i] = s.first[1] != kNoPosition;
+  p.has_switch[i] = s.first[2] != kNoPosition;
   const index_t fallback = count > 0 ? count - 1 : 0;
   for (int h = 0; h < 3; ++h) {
     if (p.value_pos[h] == nullptr) continue;
-    const index_t first = p.value_masks[h] == nullptr ? -1 : first_both(p.value_masks[h] + base, resp, p.length);
-    const index_t pos = first >= 0 ? first : fallback;
+    const index_t pos = s.first[3 + h] != kNoPosition ? s.first[3 + h] : fallback;
     p.value_pos[h][i] = pos;
-    if (p.values[h] != nullptr && p.length > 0) p.value_at[h][i] = p.values[h][base + pos];
+    if (p.values[h] != nullptr && p.length > 0) p.value_at[h][i] = p.values[h][i * p.length + pos];
   }
+}
+
+HIPER_HOST_DEVICE void row_scan_row(const RowScanParams& p, index_t i) {
+  row_scan_finish(p, i, row_scan_partial(p, i, 0, p.length));
 }
 
 }  // namespace hiper
