@@ -41,8 +41,13 @@ def build_layout(traj_ids: Tensor, turn_idx: Tensor, is_new_subgoal: Optional[Te
     """(order, traj_offsets, seg_offsets, traj_seg_offsets, is_boundary, position); see
     hiper.TrajectoryLayout."""
     lay = _ops.build_layout(traj_ids, turn_idx, is_new_subgoal)
-    return tuple(torch.from_numpy(getattr(lay, name).copy()) for name in
+    # Host layouts hold (read-only) numpy arrays, device layouts tensors: new tensors either way.
+    return tuple(_fresh(getattr(lay, name)) for name in
                  ("order", "traj_offsets", "seg_offsets", "traj_seg_offsets", "is_boundary", "position"))
+
+
+def _fresh(x) -> Tensor:
+    return x.clone() if isinstance(x, Tensor) else torch.from_numpy(x.copy())
 
 
 @build_layout.register_fake
@@ -147,7 +152,7 @@ def row_scan(response_mask: Tensor, action_mask: Optional[Tensor], subgoal_mask:
     """hiper.row_scan's fields as a list; an absent value head gives an empty (0,) tensor."""
     s = _ops.row_scan(response_mask, action_mask, subgoal_mask, switch_mask, value_mask_low, value_mask_high,
                       value_mask_term, values_low=values_low, values_high=values_high, values_term=values_term)
-    return [v if v is not None else torch.empty(0, dtype=_F32) for v in s]
+    return [v if v is not None else torch.empty(0, dtype=_F32, device=response_mask.device) for v in s]
 
 
 @row_scan.register_fake
