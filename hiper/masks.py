@@ -7,6 +7,9 @@ The masker reads each token's standalone decoding once, when it is built, and fr
 works on token ids alone: no decoding per batch. See csrc/include/hiper/span_masker.h for the
 exact rules; they reproduce the decode-and-search reference (hiper.reference.masks_decode)
 on every input.
+
+Given CUDA tensors, the masker runs on their GPU (csrc/cuda/span_masker.cu) and its outputs
+stay there; its vocabulary table is copied to each device once, on first use.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, Allocator, optional_numpy, to_numpy, token_ids
+from hiper.ops._device import is_cuda_tensor
 
 MASK_NAMES = ("action_mask", "subgoal_mask", "switch_mask", "value_mask_high", "value_mask_low", "value_mask_term")
 
@@ -77,6 +81,7 @@ class SpanMasker:
 
     def __init__(self, tokenizer):
         self._core = _C.SpanMasker(standalone_pieces(tokenizer))
+        self._device_tables: dict = {}  # device -> hiper.ops._cuda.VocabTable, made on first use
 
     @property
     def vocab_size(self) -> int:
@@ -84,7 +89,7 @@ class SpanMasker:
 
     def __call__(self, responses: Any, response_mask: Any, *, include_tags: bool = False, is_boundary: Any = None,
                  outputs: tuple[str, ...] = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal"),
-                 ) -> SpanMasks:
+                 validate: bool = True) -> SpanMasks:
         """Masks for a batch.
 
         Args:
@@ -94,12 +99,27 @@ class SpanMasker:
             include_tags: spans cover the tags too (the trainer's setting) or only the content.
             is_boundary: (N,) bool segment-start turns, required for value_mask_high.
             outputs: which fields of SpanMasks to produce.
+            validate: CUDA inputs only (host inputs are always checked): check the token ids
+                before returning, which waits for the GPU once (reading one number back). With
+                False nothing waits, and a row holding an id outside the vocabulary is masked
+                as an empty response (no span; low value position 0) instead of raising.
+        Returns:
+            SpanMasks in the caller's framework; for CUDA tensors, tensors on their device,
+            computed on the caller's current stream.
         Raises:
             ValueError naming `responses` for a token id outside the vocabulary.
         """
         unknown = set(outputs) - set(SpanMasks._fields)
         if unknown:
             raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {SpanMasks._fields}")
+        if is_cuda_tensor(responses) or is_cuda_tensor(response_mask):
+            if "value_mask_high" in outputs and is_boundary is None:
+                raise ValueError("is_boundary: required for value_mask_high")
+            from hiper.ops import _cuda
+
+            device = (responses if is_cuda_tensor(responses) else response_mask).device
+            return SpanMasks(**_cuda.span_masks(self, device, responses, response_mask, include_tags=include_tags,
+                                                is_boundary=is_boundary, outputs=outputs, validate=validate))
         tok = token_ids(responses, "responses")
         resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
         if resp.shape != tok.shape:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The CUDA backend on a machine with an NVIDIA GPU, in one command (about 6 minutes):
+# The CUDA backend on a machine with an NVIDIA GPU, in one command (about 7 minutes):
 # build hiper with its CUDA kernels for this GPU, run the CUDA tests (CUDA vs host vs the
-# float64 oracle, determinism, device errors) and the host kernel tests, the GPU benchmark,
+# float64 oracle, determinism, device errors; the span masker and the device trajectory
+# buffer vs their host versions) and the host kernel tests, the GPU benchmarks (HAE, span masks),
 # then the CUDA tests' kernels under compute-sanitizer (memcheck, initcheck), and print a
 # summary. Nothing is downloaded: the python3 on PATH must already have torch with CUDA,
 # pybind11, scikit-build-core, cmake, ninja, pytest and hypothesis.
@@ -45,10 +46,13 @@ assert hiper.has_cuda() and torch.cuda.is_available(), 'hiper or torch sees no G
 print('hiper.has_cuda():', hiper.has_cuda(), '|', torch.cuda.get_device_name())
 " || { printf '%s\n' "${summary[@]}"; exit 1; }
 step test_cuda 300 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py
+step test_cuda_masks 240 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_masks.py
+step test_cuda_buffer 120 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_buffer.py
 step test_host 240 "$py" -m pytest -q -p no:cacheprovider tests/test_core_ops.py tests/test_layout.py \
   tests/test_dropin.py
 step bench_hae_cuda 300 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_hae.py --device cuda \
   --trajectories 128 1024 --repeats 20
+step bench_masks_cuda 180 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_masks.py --device cuda --repeats 20
 if [ "${HIPER_GPU_SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null; then
   # The CUDA parametrisations of a few tests per op ("not cpu": every test id here says
   # "cuda" through the module name); torch's own kernels run under the tool too.
@@ -56,6 +60,10 @@ if [ "${HIPER_GPU_SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/nul
   for tool in memcheck initcheck; do
     step "sanitize_$tool" 240 compute-sanitizer --tool "$tool" --error-exitcode 99 \
       "$py" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py -k "$subset"
+    step "sanitize_masks_$tool" 240 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      "$py" -m pytest -q -x -p no:cacheprovider tests/test_cuda_masks.py -k "cuda_equals_host or empty or outside"
+    step "sanitize_buffer_$tool" 120 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      "$py" -m pytest -q -x -p no:cacheprovider tests/test_cuda_buffer.py -k "matches_the_host_buffer"
   done
 fi
 

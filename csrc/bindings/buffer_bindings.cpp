@@ -1,9 +1,11 @@
 // Binding of the trajectory buffer.
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "cpu/launchers.h"
 #include "hiper/buffer.h"
 
 namespace hiper::bindings {
@@ -86,6 +88,28 @@ py::dict pack_py(const TrajectoryBuffer& buf, py::ssize_t prompt_width, py::ssiz
   return out;
 }
 
+// The host twin of cuda_pack_rows, with its keywords: integer addresses of host memory
+// (tensor.data_ptr()), checked by hiper/buffer.py as it checks device ones.
+void pack_rows_py(index_t n, index_t prompt_width, index_t response_width, int64_t pad_id, std::uintptr_t sources,
+                  std::uintptr_t prompts, std::uintptr_t prompt_mask, std::uintptr_t responses,
+                  std::uintptr_t response_mask, std::uintptr_t input_ids, std::uintptr_t attention_mask) {
+  if (n < 0 || prompt_width < 0 || response_width < 0) throw py::value_error("n, widths: expected sizes >= 0");
+  PackRowsParams p;
+  p.rows = n;
+  p.prompt_width = prompt_width;
+  p.response_width = response_width;
+  p.pad_id = pad_id;
+  p.sources = reinterpret_cast<const int64_t*>(sources);
+  p.prompts = reinterpret_cast<int64_t*>(prompts);
+  p.prompt_mask = reinterpret_cast<flag_t*>(prompt_mask);
+  p.responses = reinterpret_cast<int64_t*>(responses);
+  p.response_mask = reinterpret_cast<flag_t*>(response_mask);
+  p.input_ids = reinterpret_cast<int64_t*>(input_ids);
+  p.attention_mask = reinterpret_cast<flag_t*>(attention_mask);
+  py::gil_scoped_release release;
+  cpu::pack_rows(p);
+}
+
 }  // namespace
 
 void register_buffer(py::module_& m) {
@@ -102,6 +126,10 @@ void register_buffer(py::module_& m) {
            "response_mask"_a, "rewards"_a, "dones"_a, "valid"_a = py::none(), "is_new_subgoal"_a = py::none())
       .def("pack", &pack_py, "prompt_width"_a = -1, "response_width"_a = -1, "pad_id"_a = 0)
       .def("clear", &TrajectoryBuffer::clear);
+  m.def("pack_rows", &pack_rows_py, py::kw_only(), "n"_a, "prompt_width"_a, "response_width"_a, "pad_id"_a,
+        "sources"_a, "prompts"_a, "prompt_mask"_a, "responses"_a, "response_mask"_a, "input_ids"_a,
+        "attention_mask"_a,
+        "Host twin of cuda_pack_rows (tests): pack token rows kept as appended, given their addresses.");
 }
 
 }  // namespace hiper::bindings

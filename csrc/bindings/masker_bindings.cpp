@@ -2,6 +2,7 @@
 // standalone token decodings, then applied to (N, L) batches of token ids.
 #include <Python.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@ class SpanMasker {
       bytes_.insert(bytes_.end(), utf8, utf8 + size);
       offsets_.push_back(static_cast<index_t>(bytes_.size()));
       max_token_bytes_ = std::max<index_t>(max_token_bytes_, size);
+      has_lt_.push_back(std::memchr(utf8, '<', static_cast<size_t>(size)) != nullptr);
     }
     bytes_.resize(bytes_.size() + kVocabSlack, 0);  // see kVocabSlack
   }
@@ -42,10 +44,21 @@ class SpanMasker {
                      static_cast<size_t>(offsets_[id + 1] - offsets_[id]));
   }
 
+  // The table as the CUDA path copies it to a device: (bytes, offsets, has_lt), read-only
+  // numpy views kept alive by this object (see VocabView).
+  py::tuple table(const py::object& self) const {
+    auto view = [&self](const auto& v, const char* dtype) {
+      py::array a(py::dtype(dtype), {static_cast<py::ssize_t>(v.size())}, {}, v.data(), self);
+      a.attr("setflags")(py::arg("write") = false);
+      return a;
+    };
+    return py::make_tuple(view(bytes_, "uint8"), view(offsets_, "int64"), view(has_lt_, "uint8"));
+  }
+
   void apply(const py::object& responses, const py::object& response_mask, bool include_tags,
              const py::object& is_boundary, const py::object& action_mask, const py::object& subgoal_mask,
              const py::object& switch_mask, const py::object& value_mask_high, const py::object& value_mask_low,
-             const py::object& value_mask_term, const py::object& is_new_subgoal) const {
+             const py::object& value_mask_term, const py::object& is_new_subgoal, bool by_tokens) const {
     py::array tok = checked_array(responses, "responses", Kind::kToken, {-1, -1});
     const auto n = tok.shape(0), L = tok.shape(1);
     py::array resp = checked_array(response_mask, "response_mask", Kind::kFlag, {n, L});
@@ -61,9 +74,9 @@ class SpanMasker {
       throw py::value_error("is_boundary: required to write value_mask_high");
     std::vector<index_t> invalid_at(static_cast<size_t>(n), -1);
     if (tok.dtype().itemsize() == 8)
-      run<int64_t>(tok, resp, include_tags, bnd, outs, is_new, invalid_at.data());
+      run<int64_t>(tok, resp, include_tags, bnd, outs, is_new, invalid_at.data(), by_tokens);
     else
-      run<int32_t>(tok, resp, include_tags, bnd, outs, is_new, invalid_at.data());
+      run<int32_t>(tok, resp, include_tags, bnd, outs, is_new, invalid_at.data(), by_tokens);
     for (py::ssize_t i = 0; i < n; ++i) {
       const index_t j = invalid_at[static_cast<size_t>(i)];
       if (j < 0) continue;
@@ -78,7 +91,7 @@ class SpanMasker {
  private:
   template <typename token_t>
   void run(const py::array& tok, const py::array& resp, bool include_tags, const py::array& bnd, py::array* outs,
-           py::array& is_new, index_t* invalid_at) const {
+           py::array& is_new, index_t* invalid_at, bool by_tokens) const {
     SpanMaskParams<token_t> p;
     p.num_rows = tok.shape(0);
     p.length = tok.shape(1);
@@ -88,6 +101,7 @@ class SpanMasker {
     p.vocab.bytes = bytes_.data();
     p.vocab.offsets = offsets_.data();
     p.vocab.max_token_bytes = max_token_bytes_;
+    p.vocab.has_lt = has_lt_.data();
     p.include_tags = include_tags;
     p.is_boundary = in_ptr<flag_t>(bnd);
     p.action_mask = out_ptr<flag_t>(outs[0]);
@@ -99,11 +113,15 @@ class SpanMasker {
     p.is_new_subgoal = out_ptr<flag_t>(is_new);
     p.invalid_at = invalid_at;
     py::gil_scoped_release release;
-    cpu::span_masks<token_t>(p);
+    if (by_tokens)
+      cpu::span_masks_by_tokens<token_t>(p);
+    else
+      cpu::span_masks<token_t>(p);
   }
 
   std::vector<uint8_t> bytes_;
   std::vector<index_t> offsets_;
+  std::vector<flag_t> has_lt_;  // see VocabView::has_lt
   index_t max_token_bytes_ = 0;
 };
 
@@ -116,11 +134,15 @@ void register_masker(py::module_& m) {
       .def(py::init<const py::sequence&>(), "pieces"_a)
       .def_property_readonly("vocab_size", &SpanMasker::vocab_size)
       .def("token_bytes", &SpanMasker::token_bytes, "id"_a)
+      .def(
+          "table", [](const py::object& self) { return self.cast<const SpanMasker&>().table(self); },
+          "(bytes, offsets, has_lt): the vocabulary table as read-only numpy views, for copying it to a device.")
       .def("apply", &SpanMasker::apply, "responses"_a, "response_mask"_a, "include_tags"_a,
            "is_boundary"_a = py::none(), "action_mask"_a = py::none(), "subgoal_mask"_a = py::none(),
            "switch_mask"_a = py::none(), "value_mask_high"_a = py::none(), "value_mask_low"_a = py::none(),
-           "value_mask_term"_a = py::none(), "is_new_subgoal"_a = py::none(),
-           "Write the requested span masks, value masks and switch decisions for a batch.");
+           "value_mask_term"_a = py::none(), "is_new_subgoal"_a = py::none(), "by_tokens"_a = false,
+           "Write the requested span masks, value masks and switch decisions for a batch. by_tokens: run the CUDA "
+           "kernel's row algorithm (the token-walking search) on the host instead, one thread (for tests).");
 }
 
 }  // namespace hiper::bindings

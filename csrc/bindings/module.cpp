@@ -29,4 +29,6 @@ PYBIND11_MODULE(_C, m) {
   hiper::bindings::register_cuda_layout(m);
   hiper::bindings::register_cuda_hae_ops(m);
   hiper::bindings::register_cuda_token_ops(m);
+  hiper::bindings::register_cuda_masker(m);
+  hiper::bindings::register_cuda_buffer(m);
 }

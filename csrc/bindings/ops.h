@@ -14,4 +14,6 @@ void register_buffer(pybind11::module_& m);      // buffer_bindings.cpp
 void register_cuda_layout(pybind11::module_& m);
 void register_cuda_hae_ops(pybind11::module_& m);
 void register_cuda_token_ops(pybind11::module_& m);
+void register_cuda_masker(pybind11::module_& m);
+void register_cuda_buffer(pybind11::module_& m);
 }  // namespace hiper::bindings

@@ -97,11 +97,14 @@ void TrajectoryBuffer::pack(const PackParams& p) const {
     flag_t* pmask = p.prompt_mask + i * P;
     std::fill(prow, prow + pad_left, p.pad_id);
     std::memset(pmask, 0, static_cast<size_t>(pad_left));
-    std::memcpy(prow + pad_left, prompt_arena_.data() + rec.prompt_offset, sizeof(int64_t) * rec.prompt_len);
+    // (An arena with no token yet has no storage: memcpy must not see its null pointer.)
+    if (rec.prompt_len > 0)
+      std::memcpy(prow + pad_left, prompt_arena_.data() + rec.prompt_offset, sizeof(int64_t) * rec.prompt_len);
     std::memset(pmask + pad_left, 1, static_cast<size_t>(rec.prompt_len));
     int64_t* rrow = p.responses + i * R;
     flag_t* rmask = p.response_mask + i * R;
-    std::memcpy(rrow, response_arena_.data() + rec.response_offset, sizeof(int64_t) * rec.response_len);
+    if (rec.response_len > 0)
+      std::memcpy(rrow, response_arena_.data() + rec.response_offset, sizeof(int64_t) * rec.response_len);
     std::fill(rrow + rec.response_len, rrow + R, p.pad_id);
     std::memset(rmask, 1, static_cast<size_t>(rec.response_len));
     std::memset(rmask + rec.response_len, 0, static_cast<size_t>(R - rec.response_len));

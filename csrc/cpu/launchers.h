@@ -6,6 +6,7 @@
 #include "hiper/flat.h"
 #include "hiper/hae.h"
 #include "hiper/normalize.h"
+#include "hiper/pack_rows.h"
 #include "hiper/pipeline.h"
 #include "hiper/row_scan.h"
 #include "hiper/shaping.h"
@@ -22,6 +23,11 @@ template <typename token_t>
 void subgoal_changed(const ConsistencyParams<token_t>& p);
 template <typename token_t>
 void span_masks(const SpanMaskParams<token_t>& p);
+// The device buffer's pack on host rows (tests: the twin of the CUDA launcher).
+void pack_rows(const PackRowsParams& p);
+// The CUDA kernel's row algorithm on the host (tests only; one thread, no text copy).
+template <typename token_t>
+void span_masks_by_tokens(const SpanMaskParams<token_t>& p);
 
 // Mean and population std of x over rows with include[i] != 0 (include null: all rows).
 Moments masked_moments(index_t n, const float* x, const flag_t* include);

@@ -20,9 +20,11 @@
 #include "hiper/consistency.h"
 #include "hiper/hae.h"
 #include "hiper/layout.h"
+#include "hiper/pack_rows.h"
 #include "hiper/pipeline.h"
 #include "hiper/row_scan.h"
 #include "hiper/shaping.h"
+#include "hiper/span_masker.h"
 #include "hiper/token_outputs.h"
 
 namespace hiper::cuda {
@@ -108,5 +110,23 @@ void row_scan(const RowScanParams& p, stream_t stream);
 // The workspace holds a row of zeros standing in for absent masks.
 size_t token_outputs_workspace_bytes(index_t length);
 void token_outputs(const TokenOutputParams& p, void* workspace, size_t workspace_bytes, stream_t stream);
+
+// ---------------------------------------------------------------------------------------
+// The device trajectory buffer's pack (pack_rows.cu): one warp per output row. p.sources is a
+// device array of device addresses (see hiper/pack_rows.h), built by hiper/buffer.py from
+// its bookkeeping.
+void pack_rows(const PackRowsParams& p, stream_t stream);
+
+// ---------------------------------------------------------------------------------------
+// Span masks (span_masker.cu): one warp per row, the token-walking search of
+// hiper/span_masker.h. p.vocab points at the device copy of the masker's table (has_lt
+// included); p.invalid_at must be null. `first_invalid` (one int64) receives the smallest
+// i * L + t over rows i whose token t is outside the vocabulary, or -1: the caller reads it
+// when it chooses to (such rows are masked as empty responses, as on the CPU).
+// The workspace holds each row's token start offsets: N * (L + 1) int64.
+size_t span_masks_workspace_bytes(index_t num_rows, index_t length);
+template <typename token_t>
+void span_masks(const SpanMaskParams<token_t>& p, int64_t* first_invalid, void* workspace, size_t workspace_bytes,
+                stream_t stream);
 
 }  // namespace hiper::cuda

@@ -233,6 +233,9 @@ def span_masker_for(tokenizer) -> SpanMasker:
 
 
 def _responses(data: Any):
+    """(responses, response_mask, device, work): the tensors where the masker runs (`work`:
+    their GPU when they are on one and hiper can run there, else the CPU) and the device the
+    results go back to."""
     import torch
 
     batch = data.batch
@@ -240,7 +243,9 @@ def _responses(data: Any):
     response_mask = _require(batch, "response_mask", "batch")
     if not isinstance(responses, torch.Tensor) or not isinstance(response_mask, torch.Tensor):
         raise TypeError("data.batch['responses'] and ['response_mask'] must be torch tensors")
-    return responses, response_mask, responses.device
+    device = responses.device
+    work = device if device.type == "cuda" and has_cuda() else torch.device("cpu")
+    return responses.to(work), response_mask.to(work), device, work
 
 
 def make_hae_masks_and_switch(data: Any, tokenizer, include_tags_mask: bool = False):
@@ -248,13 +253,15 @@ def make_hae_masks_and_switch(data: Any, tokenizer, include_tags_mask: bool = Fa
 
     Returns (action_mask, subgoal_mask, switch_mask, is_new_subgoal): (N, L) bool tensors on
     the responses' device and an (N,) numpy bool array (True starts a new segment), equal to
-    what the authors' decode-and-search function returns.
+    what the authors' decode-and-search function returns. Responses on a GPU are masked there
+    (the masks never leave it); the switch decisions, a numpy array, are copied back (N bytes,
+    one wait for the GPU, which also reports any token id outside the vocabulary).
     """
-    responses, response_mask, device = _responses(data)
-    m = span_masker_for(tokenizer)(responses.cpu(), response_mask.cpu(), include_tags=include_tags_mask,
+    responses, response_mask, device, work = _responses(data)
+    m = span_masker_for(tokenizer)(responses, response_mask, include_tags=include_tags_mask,
                                    outputs=("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal"))
     return (m.action_mask.to(device), m.subgoal_mask.to(device), m.switch_mask.to(device),
-            m.is_new_subgoal.numpy().copy())
+            m.is_new_subgoal.cpu().numpy().copy())
 
 
 def compute_value_mask(data: Any, tokenizer):
@@ -264,8 +271,11 @@ def compute_value_mask(data: Any, tokenizer):
     high: position 0 on segment-start turns (turn 0 of a trajectory, or `switch` set);
     low: the first token after </subgoal> (else after </switch>, else position 0);
     term: the first valid response token.
+    Responses on a GPU are masked there; checking their token ids waits for the GPU once.
     """
-    responses, response_mask, device = _responses(data)
+    import torch
+
+    responses, response_mask, device, work = _responses(data)
     meta = data.non_tensor_batch
     boundary = segment_starts(np.asarray(_require(meta, "traj_uid", "non_tensor_batch")),
                               _require(meta, "turn_idx", "non_tensor_batch"),
@@ -273,6 +283,6 @@ def compute_value_mask(data: Any, tokenizer):
     if boundary.shape[0] != responses.shape[0]:
         raise ValueError(f"non_tensor_batch: expected {responses.shape[0]} rows like responses, "
                          f"got {boundary.shape[0]}")
-    m = span_masker_for(tokenizer)(responses.cpu(), response_mask.cpu(), is_boundary=boundary,
+    m = span_masker_for(tokenizer)(responses, response_mask, is_boundary=torch.from_numpy(boundary).to(work),
                                    outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
     return m.value_mask_high.to(device), m.value_mask_low.to(device), m.value_mask_term.to(device)

@@ -4,7 +4,9 @@ layout is a CudaTrajectoryLayout), after the checks that do not depend on the de
 
 Inputs are checked and converted on their device (hiper.ops._device.DeviceArgs), outputs
 allocated there by torch, and the work enqueued on the caller's current CUDA stream.
-Nothing here waits for the GPU; the one place that can is CudaTrajectoryLayout.validate().
+Nothing here waits for the GPU, except CudaTrajectoryLayout.validate(), span_masks with
+validate=True (reading back whether a token id was outside the vocabulary) and a span masker's
+first call on a device (copying its vocabulary table there, see VocabTable).
 What the host path checks and the device path does not, because it would have to wait:
 non-finite rewards and values (they propagate as IEEE arithmetic does), and, in
 normalize_advantages, eps = 0 with constant included values (the CPU raises, the GPU
@@ -13,6 +15,8 @@ returns NaN there).
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, INT64
@@ -206,3 +210,67 @@ def _check_no_sharing(outputs: dict, inputs: dict) -> None:
             raise ValueError(f"out[{name!r}]: shares memory with {seen[key]}" if name in outputs
                              else f"out[{seen[key]!r}]: shares memory with {name}")
         seen.setdefault(key, name)
+
+
+# ----------------------------------------------------------------------------------------- span masks
+class VocabTable:
+    """A SpanMasker's vocabulary table (_C.SpanMasker.table(): piece bytes, offsets, '<' flags)
+    on one device.
+
+    Copied once per masker and device, on the stream current at the first call, which then
+    waits for the copy (one host synchronisation in the masker's life on that device): the
+    table is complete before any stream reads it, with no event to wait on per call. Used from
+    another stream, its memory is marked as in use there too (Tensor.record_stream), so freeing
+    the masker cannot hand it to new work while a kernel still reads it.
+    """
+
+    def __init__(self, core, a: DeviceArgs):
+        torch = a.torch
+        # Copies of the read-only views (torch.from_numpy wants writable memory); the sizes
+        # are the vocabulary's (a few MB for 150k tokens), once.
+        self.tensors = tuple(torch.from_numpy(np.array(x)).to(a.device) for x in core.table())
+        self.vocab_size = int(core.vocab_size)
+        self.stream = a.launch["stream"]
+        if a.device.type == "cuda":
+            torch.cuda.current_stream(a.device).synchronize()
+
+    def args(self, a: DeviceArgs) -> dict:
+        """The vocab_* keywords of _C.cuda_span_masks for a call on a's stream."""
+        if a.device.type == "cuda" and a.launch["stream"] != self.stream:
+            stream = a.torch.cuda.current_stream(a.device)
+            for t in self.tensors:
+                t.record_stream(stream)
+        data, offsets, has_lt = self.tensors
+        return {"vocab_size": self.vocab_size, "vocab_bytes": ptr(data), "vocab_offsets": ptr(offsets),
+                "vocab_has_lt": ptr(has_lt)}
+
+
+def span_masks(masker, device, responses, response_mask, *, include_tags: bool, is_boundary, outputs,
+               validate: bool) -> dict:
+    """hiper.SpanMasker.__call__ on `device`: its SpanMasks fields as a dict of device tensors."""
+    from hiper.masks import MASK_NAMES
+
+    a = _args(device, "SpanMasker")
+    tok = a.tensor(responses, "responses", TOKEN, ndim=2)
+    shape = tuple(tok.shape)
+    n, length = shape
+    resp = a.tensor(response_mask, "response_mask", BOOL, shape)
+    boundary = a.optional(is_boundary, "is_boundary", BOOL, (n,))
+    results = {name: a.empty((n,) if name == "is_new_subgoal" else shape, BOOL) for name in outputs}
+    first_invalid = a.empty((1,), INT64)
+    table = masker._device_tables.get(a.device)
+    if table is None:
+        table = masker._device_tables[a.device] = VocabTable(masker._core, a)
+    nbytes = _C.cuda_span_masks_workspace_bytes(n=n, length=length, device=a.device.index)
+    _C.cuda_span_masks(n=n, length=length, responses=ptr(tok), token_bytes=tok.element_size(),
+                       response_mask=ptr(resp), **table.args(a), include_tags=bool(include_tags),
+                       is_boundary=ptr(boundary), **{name: ptr(results.get(name)) for name in MASK_NAMES},
+                       is_new_subgoal=ptr(results.get("is_new_subgoal")), first_invalid=ptr(first_invalid),
+                       **_workspace(a, nbytes), **a.launch)
+    if validate:
+        bad = int(first_invalid.item())  # synchronises: the one read of the check
+        if bad >= 0:
+            row, pos = divmod(bad, length)
+            raise ValueError(f"responses: token id {int(tok[row, pos].item())} at row {row}, position {pos} is outside "
+                             f"the vocabulary (size {table.vocab_size})")
+    return results
