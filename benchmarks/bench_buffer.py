@@ -5,6 +5,11 @@ does (one call per turn with the running environments), then packed into the pad
 a trainer needs. Timed side by side in one process after checking both give the same tensors.
 
     python benchmarks/bench_buffer.py [--envs 128] [--turns 50]
+    python benchmarks/bench_buffer.py --device cuda   # token rows on the GPU, as generate() returns them
+
+On a GPU the appended token rows and masks live on the device; the buffer keeps them there
+and packs with one gather kernel (TrajectoryBuffer(device="cuda")), against the same lists
+and pad_sequence on the device tensors; times from CUDA events.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import torch
 
 from hiper.buffer import TrajectoryBuffer
 from hiper.reference.buffer_lists import ListTrajectoryBuffer
-from timing import median_ms  # benchmarks/timing.py
+from timing import cuda_median_ms, median_ms  # benchmarks/timing.py
+
+TOKEN_KEYS = ("prompt_tokens", "prompt_mask", "response_tokens", "response_mask")
 
 
 def make_calls(num_envs, max_turns, prompt_len, response_len, seed=0):
@@ -47,9 +54,14 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=800)
     parser.add_argument("--response-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: token rows on the GPU")
     args = parser.parse_args()
+    device = torch.device(args.device)
     calls = make_calls(args.envs, args.turns, args.prompt_length, args.response_length)
-    ours = TrajectoryBuffer(args.envs)
+    if device.type == "cuda":
+        calls = [{k: v.to(device) if k in TOKEN_KEYS else v for k, v in call.items()} for call in calls]
+    timer = cuda_median_ms if device.type == "cuda" else median_ms
+    ours = TrajectoryBuffer(args.envs, device=device)
 
     def run_ours():
         ours.clear()
@@ -64,9 +76,10 @@ def main() -> None:
         return twin.pack()
 
     got, want = run_ours(), run_lists()
-    same = all(torch.equal(getattr(got, k), v) for k, v in want.items())
-    t_ours, t_lists = median_ms(run_ours, args.repeats), median_ms(run_lists, max(1, args.repeats // 2))
-    print(f"{args.envs} environments, up to {args.turns} turns: {got.num_rows} turns, prompts ≤ {args.prompt_length} "
+    same = all(torch.equal(getattr(got, k).cpu(), v.cpu()) for k, v in want.items())
+    t_ours, t_lists = timer(run_ours, args.repeats), timer(run_lists, max(1, args.repeats // 2))
+    print(f"[{device}] {args.envs} environments, up to {args.turns} turns: {got.num_rows} turns, "
+          f"prompts ≤ {args.prompt_length} "
           f"and responses ≤ {args.response_length} tokens; identical tensors: {same}\n")
     print(f"{'append every turn + pack':40s} {'ms':>9s}")
     print(f"{'C++ TrajectoryBuffer':40s} {t_ours:9.1f}")

@@ -53,6 +53,7 @@ step test_host 240 "$py" -m pytest -q -p no:cacheprovider tests/test_core_ops.py
 step bench_hae_cuda 300 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_hae.py --device cuda \
   --trajectories 128 1024 --repeats 20
 step bench_masks_cuda 180 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_masks.py --device cuda --repeats 20
+step bench_buffer_cuda 120 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_buffer.py --device cuda --repeats 10
 if [ "${HIPER_GPU_SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null; then
   # The CUDA parametrisations of a few tests per op ("not cpu": every test id here says
   # "cuda" through the module name); torch's own kernels run under the tool too.
