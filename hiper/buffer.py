@@ -245,6 +245,10 @@ class DeviceRows:
 
     def pack(self, core, pad_id: int, max_prompt_length, max_response_length, validate: bool) -> "PackedBatch":
         P, R = _width(max_prompt_length, "max_prompt_length"), _width(max_response_length, "max_response_length")
+        current = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+        if current is not None:
+            for stream in {s for s in self.streams if s != current}:
+                current.wait_stream(stream)  # rows and their counts were made on another stream: after it
         longest = [0, 0]
         if self.chunks and (P is None or R is None or validate):
             both = [torch.cat([c[side] for c in self.counts]).max() for side in (0, 1)]
@@ -292,9 +296,6 @@ class DeviceRows:
                 _C.pack_rows(**args)
         else:
             if dev.type == "cuda":
-                current = torch.cuda.current_stream(dev)
-                for stream in {s for s in self.streams if s != current}:
-                    current.wait_stream(stream)  # the rows were copied on another stream: after it
                 for stream, tensors in zip(self.streams, self.chunks):
                     if stream != current:  # and their memory stays theirs until this pack has run
                         for t in tensors:

@@ -516,6 +516,7 @@ def test_host_layout_moved_to_the_device_and_current_stream():
     ref = run_hae_turns(torch.device("cpu"), d, kw)
     lay = hiper.build_layout(d["traj"], d["turn"], d["switch"]).to(cuda)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # the layout was copied on the current stream
     with torch.cuda.stream(stream):
         got = hiper.hae_turns(lay, on(cuda, d["rewards"]), on(cuda, d["done"]), on(cuda, d["v_low"]),
                               on(cuda, d["v_high"]), on(cuda, d["v_term"]), **kw)

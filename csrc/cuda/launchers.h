@@ -55,13 +55,14 @@ class DeviceScope {
 //
 // meta (int64, kLayoutMetaSize entries):
 //   [0] T   [1] S
-//   [2] first row with a negative turn (kNoLayoutError if none)   [3] its turn
-//   [4] first sorted position repeating its predecessor's turn (kNoLayoutError if none)
+//   [2] first row with a negative turn (-1 if none)   [3] its turn
+//   [4] first sorted position repeating its predecessor's turn (-1 if none)
 //   [5] that row's trajectory id   [6] its turn
 // Invalid turns leave the layout well-formed (a duplicate is just one more turn), so kernels
-// that read it stay in bounds either way; the caller decides when to read the record.
+// that read it stay in bounds either way; the caller decides when to read the record. With
+// several duplicates the device names the one of the lowest trajectory id, which need not be
+// the one the host names (its check runs in row order).
 inline constexpr int kLayoutMetaSize = 7;
-inline constexpr int64_t kNoLayoutError = INT64_MAX;
 
 struct DeviceLayoutOutputs {
   index_t* order = nullptr;             // (N,)
