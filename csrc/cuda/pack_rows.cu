@@ -14,14 +14,7 @@
 namespace hiper::cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kPackThreads = 256;  // 8 rows per block
-constexpr unsigned kFullWarp = 0xffffffffu;
-
-__device__ index_t warp_sum(index_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullWarp, v, offset);
-  return v;
-}
 
 __global__ void pack_rows_kernel(PackRowsParams p) {
   const index_t i = global_index() / kWarp;  // uniform across the warp

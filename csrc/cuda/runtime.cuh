@@ -36,6 +36,24 @@ __device__ __forceinline__ index_t global_index() {
   return static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
+// Warp-level helpers of the warp-per-row kernels. They need all 32 lanes: those kernels
+// size blocks in whole warps and let a warp leave only as a whole.
+constexpr int kWarp = 32;
+constexpr unsigned kFullWarp = 0xffffffffu;
+
+__device__ __forceinline__ index_t warp_sum(index_t v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullWarp, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ index_t warp_min(index_t v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    const index_t other = __shfl_xor_sync(kFullWarp, v, offset);
+    v = other < v ? other : v;
+  }
+  return v;
+}
+
 // Carves aligned pieces out of one caller-provided device allocation. Built with a null base
 // it only measures, so a launcher's *_workspace_bytes() and the launcher itself take the same
 // pieces in the same order and cannot disagree.

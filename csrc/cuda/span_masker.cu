@@ -30,22 +30,7 @@
 namespace hiper::cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kMaskThreads = 256;  // 8 rows per block
-constexpr unsigned kFullWarp = 0xffffffffu;
-
-__device__ index_t warp_sum(index_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullWarp, v, offset);
-  return v;
-}
-
-__device__ index_t warp_min(index_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    const index_t other = __shfl_xor_sync(kFullWarp, v, offset);
-    v = other < v ? other : v;
-  }
-  return v;
-}
 
 // Inclusive prefix sum over the lanes.
 __device__ index_t warp_inclusive_sum(index_t v, int lane) {

@@ -15,24 +15,10 @@
 namespace hiper::cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kRowScanThreads = 256;  // 8 rows per block
 constexpr index_t kStretch = 16;      // bytes of a row per lane and step
 constexpr int kTokenThreads = 256;
 constexpr unsigned kMaxGridY = 65535;
-
-__device__ index_t warp_sum(index_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ index_t warp_min(index_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    const index_t other = __shfl_xor_sync(0xffffffffu, v, offset);
-    v = other < v ? other : v;
-  }
-  return v;
-}
 
 __global__ void row_scan_kernel(RowScanParams p) {
   const index_t i = global_index() / kWarp;  // uniform across the warp
