@@ -6,27 +6,18 @@
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/params.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
 namespace {
-
-void check_rows(const Layout& layout, py::ssize_t n, const char* name) {
-  if (static_cast<py::ssize_t>(layout.order.size()) != n)
-    throw py::value_error(std::string(name) + ": has " + std::to_string(n) + " rows but the layout has " +
-                          std::to_string(layout.order.size()));
-}
-
-void check_unit(double v, const char* name) {
-  if (!(v >= 0.0 && v <= 1.0)) throw py::value_error(std::string(name) + ": expected a number in [0, 1]");
-}
 
 void turn_gae_py(const Layout& layout, const py::object& rewards, const py::object& dones, const py::object& values,
                  double gamma, double lam, bool bootstrap_truncated, const py::object& advantages,
                  const py::object& returns) {
   const py::ssize_t n = static_cast<py::ssize_t>(layout.order.size());
   py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {-1});
-  check_rows(layout, r.shape(0), "rewards");
+  check_layout_rows(layout, r.shape(0), "rewards");
   py::array d = checked_array(dones, "dones", Kind::kFlag, {n});
   py::array v = checked_array(values, "values", Kind::kFloat32, {n}, true);
   py::array a = checked_array(advantages, "advantages", Kind::kFloat32, {n}, false, true);
@@ -77,7 +68,7 @@ void token_gae_py(const py::object& rewards, const py::object& values, const py:
 
 void episode_totals_py(const Layout& layout, const py::object& rewards, const py::object& out) {
   py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {-1});
-  check_rows(layout, r.shape(0), "rewards");
+  check_layout_rows(layout, r.shape(0), "rewards");
   py::array o = checked_array(out, "out", Kind::kFloat32, {r.shape(0)}, false, true);
   check_finite(r, "rewards");
   EpisodeTotalParams p;

@@ -11,12 +11,6 @@
 namespace hiper::bindings {
 namespace {
 
-void check_layout_rows(const Layout& layout, py::ssize_t n, const char* name) {
-  if (static_cast<py::ssize_t>(layout.order.size()) != n)
-    throw py::value_error(std::string(name) + ": has " + std::to_string(n) + " rows but the layout has " +
-                          std::to_string(layout.order.size()));
-}
-
 // Checked shaping parameters. Pointers refer to the caller's arrays, alive for the call.
 ShapingParams shaping_params(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
                              const py::object& is_action_valid, const py::object& subgoal_changed,

@@ -1,10 +1,11 @@
-// Checks of the scalar HAE parameters, shared by the CPU and CUDA bindings.
+// Checks of the scalar parameters and layout row counts, shared by the bindings.
 #pragma once
 
 #include <pybind11/pybind11.h>
 
 #include <string>
 
+#include "hiper/layout.h"
 #include "hiper/shaping.h"
 
 namespace hiper::bindings {
@@ -18,6 +19,13 @@ inline KeepPenaltyMode parse_keep_mode(const std::string& mode) {
 // gamma and the lambdas.
 inline void check_unit(double v, const char* name) {
   if (!(v >= 0.0 && v <= 1.0)) throw pybind11::value_error(std::string(name) + ": expected a number in [0, 1]");
+}
+
+// A per-turn array must have one row per row of the layout it is used with.
+inline void check_layout_rows(const Layout& layout, pybind11::ssize_t n, const char* name) {
+  if (static_cast<pybind11::ssize_t>(layout.order.size()) != n)
+    throw pybind11::value_error(std::string(name) + ": has " + std::to_string(n) + " rows but the layout has " +
+                                std::to_string(layout.order.size()));
 }
 
 }  // namespace hiper::bindings

@@ -20,7 +20,7 @@ import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, INT64, Allocator, optional_numpy, to_numpy
-from hiper.ops.layout import TrajectoryLayout, factorize
+from hiper.ops.layout import TrajectoryLayout, check_rows, factorize
 
 # Accepted names of the per-group transforms, mapped to the core's.
 _GROUP_MODES = {"grpo": "zscore", "zscore": "zscore", "mean_std_norm": "zscore",
@@ -35,11 +35,6 @@ class FlatOutputs(NamedTuple):
     returns: Any
 
 
-def _check_rows(layout: TrajectoryLayout, arr: np.ndarray, name: str) -> None:
-    if arr.shape[0] != layout.num_rows:
-        raise ValueError(f"{name}: expected {layout.num_rows} rows like the layout, got {arr.shape[0]}")
-
-
 def turn_gae(layout: TrajectoryLayout, rewards: Any, dones: Any, values: Any = None, *, gamma: float = 1.0,
              lam: float = 1.0, bootstrap_truncated: bool = False) -> FlatOutputs:
     """GAE over the turns of each trajectory: A_t = r_t + g (1-d_t) V_{t+1} - V_t
@@ -50,12 +45,12 @@ def turn_gae(layout: TrajectoryLayout, rewards: Any, dones: Any, values: Any = N
     bootstrap_truncated the value past its end is V(last turn), as HAE bootstraps.
     """
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
-    _check_rows(layout, r, "rewards")
+    check_rows(layout, r, "rewards")
     d = to_numpy(dones, "dones", BOOL, ndim=1)
-    _check_rows(layout, d, "dones")
+    check_rows(layout, d, "dones")
     v = optional_numpy(values, "values", FLOAT32, ndim=1)
     if v is not None:
-        _check_rows(layout, v, "values")
+        check_rows(layout, v, "values")
     alloc = Allocator(rewards)
     (adv, adv_view), (ret, ret_view) = alloc.empty(r.shape, FLOAT32), alloc.empty(r.shape, FLOAT32)
     _C.turn_gae(layout.core, r, d, v, float(gamma), float(lam), bool(bootstrap_truncated), adv_view, ret_view)
@@ -96,7 +91,7 @@ def masked_whiten(x: Any, mask: Any, *, eps: float = 1e-8):
 def episode_returns(layout: TrajectoryLayout, rewards: Any):
     """(N,) float32: each row receives the sum of its trajectory's rewards."""
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
-    _check_rows(layout, r, "rewards")
+    check_rows(layout, r, "rewards")
     result, view = Allocator(rewards).empty(r.shape, FLOAT32)
     _C.episode_totals(layout.core, r, view)
     return result

@@ -19,7 +19,7 @@ from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy, token_ids
 from hiper.config import HAEConfig
 from hiper.ops._device import is_cuda_tensor
-from hiper.ops.layout import TrajectoryLayout, build_layout, factorize
+from hiper.ops.layout import TrajectoryLayout, build_layout, check_rows, factorize
 
 
 class HAETurnOutputs(NamedTuple):
@@ -38,11 +38,6 @@ class HAETurnOutputs(NamedTuple):
     adv_term: Any
     ret_term: Any
     is_boundary: Any
-
-
-def _check_rows(layout: TrajectoryLayout, arr: np.ndarray, name: str) -> None:
-    if arr.shape[0] != layout.num_rows:
-        raise ValueError(f"{name}: expected {layout.num_rows} rows like the layout, got {arr.shape[0]}")
 
 
 def shape_rewards(
@@ -74,7 +69,7 @@ def shape_rewards(
         return _cuda.shape_rewards(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
                                    keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, out)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
-    _check_rows(layout, r, "rewards")
+    check_rows(layout, r, "rewards")
     switch = optional_numpy(is_new_subgoal, "is_new_subgoal", BOOL, ndim=1)
     valid = optional_numpy(is_action_valid, "is_action_valid", FLOAT32, ndim=1)
     changed = optional_numpy(subgoal_changed, "subgoal_changed", BOOL, ndim=1)
@@ -123,14 +118,14 @@ def hae_turns(
         return _cuda.hae_turns(layout, rewards, dones, v_low, v_high, v_term, gamma=gamma, lam_turn=lam_turn,
                                lam_seg=lam_seg, bootstrap_truncated=bootstrap_truncated)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
-    _check_rows(layout, r, "rewards")
+    check_rows(layout, r, "rewards")
     arrays = {}
     for name, value in (("dones", dones), ("v_low", v_low), ("v_high", v_high), ("v_term", v_term)):
         if value is None:
             arrays[name] = None
             continue
         arrays[name] = to_numpy(value, name, BOOL if name == "dones" else FLOAT32, ndim=1)
-        _check_rows(layout, arrays[name], name)
+        check_rows(layout, arrays[name], name)
     alloc = Allocator(rewards)
     outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]
     _C.hae(layout.core, r, arrays["dones"], arrays["v_low"], arrays["v_high"], arrays["v_term"],
@@ -177,7 +172,7 @@ def subgoal_changed(
 
         return _cuda.subgoal_changed(layout, responses, subgoal_mask, response_mask, requires_both)
     tok = token_ids(responses, "responses")
-    _check_rows(layout, tok, "responses")
+    check_rows(layout, tok, "responses")
     sub = to_numpy(subgoal_mask, "subgoal_mask", BOOL, ndim=2)
     resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
     for name, arr in (("subgoal_mask", sub), ("response_mask", resp)):
@@ -215,7 +210,7 @@ def hae_core(
                               is_action_valid=is_action_valid, subgoal_changed=subgoal_changed, cfg=cfg,
                               credited_low=credited_low, credited_high=credited_high, credited_term=credited_term)
     r = to_numpy(rewards, "rewards", FLOAT32, ndim=1)
-    _check_rows(layout, r, "rewards")
+    check_rows(layout, r, "rewards")
     arrays = {}
     for name, value, dtype in (("is_new_subgoal", is_new_subgoal, BOOL), ("is_action_valid", is_action_valid, FLOAT32),
                                ("subgoal_changed", subgoal_changed, BOOL), ("dones", dones, BOOL),
@@ -224,7 +219,7 @@ def hae_core(
                                ("credited_term", credited_term, BOOL)):
         arrays[name] = optional_numpy(value, name, dtype, ndim=1)
         if arrays[name] is not None:
-            _check_rows(layout, arrays[name], name)
+            check_rows(layout, arrays[name], name)
     alloc = Allocator(rewards)
     shaped = np.empty(r.shape, FLOAT32)
     outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]

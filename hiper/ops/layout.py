@@ -162,6 +162,12 @@ class CudaTrajectoryLayout(TrajectoryLayout):
         return f"CudaTrajectoryLayout(rows={self.num_rows}, device={self.device})"
 
 
+def check_rows(layout: TrajectoryLayout, arr: Any, name: str) -> None:
+    """A per-turn array must have one row per row of the layout it is used with."""
+    if arr.shape[0] != layout.num_rows:
+        raise ValueError(f"{name}: expected {layout.num_rows} rows like the layout, got {arr.shape[0]}")
+
+
 def factorize(ids: Any) -> np.ndarray:
     """Dense int64 codes for trajectory ids of any hashable type (strings, tuples, ints),
     numbered in order of first appearance. Integer arrays (numpy or torch) pass through."""
