@@ -1,7 +1,10 @@
 """Shared timing helpers of the benchmark scripts."""
 from __future__ import annotations
 
+import contextlib
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -35,3 +38,17 @@ def cuda_median_ms(fn, repeats: int, warmup: int = 2) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def background_load(processes: int):
+    """`processes` CPU-bound processes (busy loops) running for the duration of the block:
+    the environment workers and tokenizers that compete with a trainer for its cores."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        time.sleep(0.5)  # let them start and reach the scheduler's run queue
+        yield
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()

@@ -6,9 +6,11 @@ functions below take numpy arrays or torch tensors and return the caller's type.
 tensors (see has_cuda()), the HAE ops run on their GPU and their results stay there.
 """
 from hiper import _C
-from hiper import format
+from hiper import format  # noqa: F401 - public submodule, kept out of __all__ (it would shadow format())
 from hiper.config import HAEConfig
 from hiper.masks import SpanMasker, SpanMasks
+from hiper.threads import apply_environment as _apply_thread_environment
+from hiper.threads import get_num_threads, set_num_threads
 from hiper.ops import (
     CudaTrajectoryLayout,
     FlatOutputs,
@@ -17,6 +19,7 @@ from hiper.ops import (
     first_turns,
     gigpo_advantages,
     gigpo_combine,
+    gigpo_step_returns,
     group_advantages,
     last_token_scores,
     masked_whiten,
@@ -38,6 +41,8 @@ from hiper.ops import (
 )
 
 __version__ = "0.1.0"
+
+_apply_thread_environment()  # HIPER_NUM_THREADS
 
 
 def has_cuda() -> bool:
@@ -61,9 +66,10 @@ __all__ = [
     "episode_returns",
     "factorize",
     "first_turns",
-    "format",
+    "get_num_threads",
     "gigpo_advantages",
     "gigpo_combine",
+    "gigpo_step_returns",
     "group_advantages",
     "hae",
     "hae_token_outputs",
@@ -73,6 +79,7 @@ __all__ = [
     "masked_whiten",
     "normalize_advantages",
     "row_scan",
+    "set_num_threads",
     "shape_rewards",
     "subgoal_changed",
     "token_gae",

@@ -10,7 +10,7 @@
                                PPO with HAE (or --estimator gae|turn_gae|grpo|rloo|gigpo); every
                                TrainConfig field is a flag (see README). Data-parallel:
                                torchrun --nproc_per_node=N -m hiper train ...
-    hiper eval --checkpoint RUN/checkpoint [--split valid_unseen --episodes 10]
+    hiper eval --checkpoint RUN_DIR [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
     hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
     hiper bench credit [--quick]
@@ -27,8 +27,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 import hiper
 
@@ -91,19 +93,23 @@ def cmd_hae(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rollout_specs(args):
-    from hiper.envs import EnvSpec
+def _games_data(env: str, data: str | None) -> str | None:
+    """The ALFWorld data for `hiper rollout` / `hiper eval`: as given, else $ALFWORLD_DATA, else
+    (said once, loudly) hiper's packaged sample. Training never falls back: see resolve_data."""
+    if env != "alfworld" or data:
+        return data
+    from hiper.envs.alfworld import resolve_data
 
-    if args.env == "alfworld":
-        from hiper.envs.alfworld import list_games
-
-        games = list_games(args.split)[: args.envs]
-        return [EnvSpec("alfworld", {"game_file": str(g), "max_steps": args.max_turns}) for g in games]
-    if args.env == "textworld":
-        return [EnvSpec("textworld", {"game": {"recipe": 2, "take": 1, "go": 1, "seed": s},
-                                      "max_steps": args.max_turns}) for s in range(args.envs)]
-    return [EnvSpec("scienceworld", {"task": args.task, "variation": v, "max_steps": args.max_turns})
-            for v in range(args.envs)]
+    if os.environ.get("ALFWORLD_DATA"):
+        try:
+            resolve_data(None)
+            return None
+        except FileNotFoundError:
+            if Path(os.environ["ALFWORLD_DATA"]).resolve() != (Path.home() / ".cache" / "alfworld").resolve():
+                raise  # set by the user, and wrong: say so rather than play something else
+    print("ALFWorld: no ALFWORLD_DATA; playing hiper's packaged sample games (--data sample). For the full "
+          "splits run `hiper prepare-data ARCHIVE DEST` and export the ALFWORLD_DATA it prints.", file=sys.stderr)
+    return "sample"
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
@@ -111,21 +117,24 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     from hiper import models
     from hiper.envs import EnvPool
+    from hiper.envs.registry import evaluation_specs
     from hiper.rollout import RolloutConfig, RolloutEngine
 
+    device = models.resolve_device(args.device)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     if args.tiny:
         from transformers import AutoTokenizer
 
         tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(models.default_model_dir()))
-        model = models.tiny_random_model(tokenizer)
+        model = models.tiny_random_model(tokenizer).to(device)
     else:
-        model, tokenizer = models.load(args.model)
+        model, tokenizer = models.load(args.model, device=device)
     print(f"model loaded in {time.perf_counter() - t0:.1f} s")
-    specs = _rollout_specs(args)
-    config = RolloutConfig(max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
-                           temperature=args.temperature, top_p=args.top_p)
+    specs = evaluation_specs(args.env, args.split, args.envs, max_turns=args.max_turns,
+                             data=_games_data(args.env, args.data), tasks=_tasks(args.tasks), count_name="envs")
+    config = RolloutConfig.for_env(args.env, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
+                                   temperature=args.temperature, top_p=args.top_p)
     with EnvPool(specs, num_workers=args.workers) as pool:
         result = RolloutEngine(model, tokenizer, pool, config).run()
     for e in result.episodes:
@@ -195,18 +204,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from hiper import models
+    from hiper.checkpoint import load_policy
     from hiper.evaluate import evaluate
 
     t0 = time.perf_counter()
-    path = Path(args.checkpoint)
-    model, tokenizer = models.load(path / "actor" if (path / "actor").is_dir() else path)
+    # A run directory (its latest complete checkpoint), a checkpoint, or a model directory; local files only.
+    model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
+    model.to(models.resolve_device(args.device))
     report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
-                      workers=args.workers)
+                      workers=args.workers, data=_games_data(args.env, args.data), tasks=_tasks(args.tasks),
+                      seed=args.seed)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> int:
+    from hiper.envs.alfworld import prepare_data
+
+    if not Path(args.archive).is_file():
+        raise FileNotFoundError(f"archive: no file at {args.archive}")
+    print(f"unpacking {args.archive} into {args.dest} ...", file=sys.stderr)
+    root = prepare_data(args.archive, args.dest)
+    print(f"export ALFWORLD_DATA={root.resolve()}")
     return 0
 
 
@@ -242,6 +264,26 @@ def _add_bench(sub) -> None:
     va.set_defaults(func=cmd_bench_variance)
 
 
+def _tasks(text: str | None) -> tuple[str, ...] | None:
+    names = tuple(t.strip() for t in (text or "").split(",") if t.strip())
+    return names or None
+
+
+def _add_game_flags(parser: argparse.ArgumentParser, *, count_flag: str, count_help: str, count: int) -> None:
+    """--env, --split, --data, --tasks and the number of games, as `hiper rollout` and `hiper eval` share them."""
+    parser.add_argument("--env", default="alfworld",
+                        help="alfworld, textworld, scienceworld, or module:attribute naming a hiper.envs.Family")
+    parser.add_argument(count_flag, type=int, default=count, help=count_help)
+    parser.add_argument("--split", default=None,
+                        help="game split (default: the held-out one: alfworld valid_unseen, textworld valid, "
+                             "scienceworld dev)")
+    parser.add_argument("--data", default=None,
+                        help="ALFWorld data root holding json_2.1.1/, or 'sample' (default: $ALFWORLD_DATA, else "
+                             "the packaged sample)")
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated ALFWorld task types or ScienceWorld tasks (default: all / boil)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,17 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     hae.add_argument("--repeats", type=int, default=20)
     hae.set_defaults(func=cmd_hae)
     ro = sub.add_parser("rollout", help="let an LLM policy play a few episodes")
-    ro.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
-    ro.add_argument("--envs", type=int, default=4, help="parallel environments (one episode each)")
+    _add_game_flags(ro, count_flag="--envs", count_help="parallel environments (one distinct game each)", count=4)
     ro.add_argument("--max-turns", type=int, default=10)
     ro.add_argument("--max-new-tokens", type=int, default=96)
     ro.add_argument("--temperature", type=float, default=1.0)
     ro.add_argument("--top-p", type=float, default=1.0)
     ro.add_argument("--model", default=None, help="HF name or path (default: SmolLM2-135M-Instruct, offline)")
     ro.add_argument("--tiny", action="store_true", help="a tiny random model instead (smoke test)")
-    ro.add_argument("--split", default="valid_unseen", help="ALFWorld split")
-    ro.add_argument("--task", default="boil", help="ScienceWorld task")
     ro.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
+    ro.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     ro.add_argument("--seed", type=int, default=0)
     ro.set_defaults(func=cmd_rollout)
     tr = sub.add_parser("train", help="train a policy with PPO and HAE")
@@ -273,14 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tr)
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="evaluate a checkpoint")
-    ev.add_argument("--checkpoint", required=True, help="a run's checkpoint directory (or any model path)")
-    ev.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
-    ev.add_argument("--split", default="valid_unseen")
-    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--checkpoint", required=True,
+                    help="a run directory (its latest checkpoint), a checkpoint directory, or a model directory")
+    _add_game_flags(ev, count_flag="--episodes", count_help="distinct held-out games to play", count=10)
     ev.add_argument("--max-turns", type=int, default=50)
     ev.add_argument("--max-new-tokens", type=int, default=128)
-    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
+    ev.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation's sampling")
     ev.set_defaults(func=cmd_eval)
+    pd = sub.add_parser("prepare-data", help="unpack ALFWorld's game files for training and evaluation")
+    pd.add_argument("archive", help="an archive of ALFWorld game files (e.g. alfworld_tw-pddl_all_splits.tar.xz)")
+    pd.add_argument("dest", help="directory to unpack into; prints the ALFWORLD_DATA to export")
+    pd.set_defaults(func=cmd_prepare_data)
     pl = sub.add_parser("plot", help="learning curves of a run to PNG")
     pl.add_argument("run_dir")
     pl.add_argument("--out", default=None)

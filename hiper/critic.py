@@ -24,7 +24,9 @@ class ValueHeads(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.linear(hidden.float())
+        # float32 even under bf16 autocast: bf16 keeps ~3 significant digits, too coarse for value regression.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.linear(hidden.float())
 
 
 class Critic(nn.Module):
@@ -38,7 +40,7 @@ class Critic(nn.Module):
         self.num_heads = num_heads
 
     @classmethod
-    def from_actor(cls, actor: nn.Module, num_heads: int = 3, shared: bool = False) -> "Critic":
+    def from_actor(cls, actor: nn.Module, num_heads: int = 3, shared: bool = False) -> Critic:
         """A critic for `actor`: a copy of its backbone (default) or the backbone itself."""
         import copy
 
@@ -58,5 +60,6 @@ class Critic(nn.Module):
                 hidden = self.backbone(**kwargs).last_hidden_state
         else:
             hidden = self.backbone(**kwargs).last_hidden_state
-        out = self.heads(hidden)
-        return out[:, -response_width - 1:-1, :]
+        # The value of response position j is read at the token before it (position 0 at the
+        # last prompt token): only those R positions go through the heads.
+        return self.heads(hidden[:, -response_width - 1:-1, :])

@@ -7,12 +7,13 @@ The flat baselines follow the authors' baselines (SPEC §8), built from hiper.op
                turn's score, GAE runs inside each response (no cross-turn bootstrap),
                advantages whitened over all valid tokens; the critic regresses every token.
     turn_gae   GAE over the turns of a trajectory with V read at each turn's first response
-               token; advantages normalised over turns and broadcast to the response; the
-               critic is trained at the first token only.
+               token; advantages whitened over the batch's turns (verl's masked_whiten) and
+               broadcast to the response; the critic is trained at the first token only.
     grpo       no critic: (score - group mean) / (group std + eps) over all turns of a group.
     rloo       no critic: score minus the mean of the group's other samples.
     gigpo      no critic: episode-group advantage plus the step-group advantage of the
-               discounted return-to-go, step groups keyed by identical observations.
+               discounted return-to-go minus the turn's invalid-action penalty, step groups
+               keyed by identical observations (a turn alone in its step group gets 0).
 
 A turn's score is its episode's total reward under the "episode" reward (the reward
 manager of every flat baseline in the paper) or its own environment reward under "turn",
@@ -22,25 +23,25 @@ of each game in the trainer).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
 from hiper.config import HAEConfig
-from hiper.distributed import LOCAL, Reducer, normalize_rows
+from hiper.distributed import LOCAL, Reducer
 from hiper.ops.flat import (
     broadcast_to_tokens,
     episode_returns,
     gigpo_combine,
+    gigpo_step_returns,
     group_advantages,
     last_token_scores,
     masked_whiten,
     token_gae,
     turn_gae,
 )
-from hiper.ops.layout import TrajectoryLayout, build_layout
+from hiper.ops.layout import TrajectoryLayout
 
 ESTIMATORS = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 CRITIC_FREE = frozenset({"grpo", "rloo", "gigpo"})
@@ -139,8 +140,9 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
         v = (values.float() * first).sum(dim=1)
         adv, ret = turn_gae(layout, torch.from_numpy(scores), torch.as_tensor(np.asarray(dones, dtype=bool)), v,
                             gamma=cfg.gamma, lam=cfg.lam, bootstrap_truncated=cfg.bootstrap_truncated)
-        if cfg.norm_adv:
-            normalize_rows(adv.numpy(), None, reducer)
+        if cfg.norm_adv:  # verl's masked_whiten over the turns of the whole batch, as the authors whiten
+            full_adv, rows = reducer.gather(adv.numpy())
+            adv = torch.from_numpy(masked_whiten(full_adv, np.ones(full_adv.shape, dtype=bool))[rows].copy())
         return FlatAdvantages(broadcast_to_tokens(adv, resp), resp, broadcast_to_tokens(ret, first), first)
 
     # Group estimators: the statistics need every row of a group, wherever it was rolled out.
@@ -149,8 +151,12 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
     if estimator == "gigpo":
         if anchors is None:
             raise ValueError("anchors: estimator 'gigpo' needs the observation of every turn")
-        step_return = turn_gae(layout, np.asarray(rewards, dtype=np.float32), np.asarray(dones, dtype=bool), None,
-                               gamma=cfg.gigpo_gamma, lam=1.0).returns
+        # The invalid-action penalty reaches the step part too: the authors subtract it from
+        # each turn's own discounted step return (apply_invalid_action_penalty on step_rewards).
+        valid = np.asarray(is_action_valid, dtype=np.float32)
+        penalty = (cfg.invalid_action_penalty_coef * np.maximum(0.0, 1.0 - valid)).astype(np.float32)
+        step_return = gigpo_step_returns(layout, np.asarray(rewards, dtype=np.float32), np.asarray(dones, dtype=bool),
+                                         gamma=cfg.gigpo_gamma, step_penalty=penalty)
         full_steps, _ = reducer.gather(step_return)
         full_anchors, _ = reducer.gather(np.asarray(anchors, dtype=object))
         adv = gigpo_combine(full_scores, full_steps, full_groups, full_anchors, step_weight=cfg.gigpo_step_weight,
@@ -168,22 +174,13 @@ def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig
     (N, L, 3) low / high / term head values. Critic targets are (head, returns, mask, coef),
     one per head, at the positions its values are read (SPEC §4.2).
     """
-    from hiper.integrations.verl import compute_hae_advantage
+    from hiper.integrations.hae_view import hae_for_responses
 
-    layout = build_layout(batch.env_ids, batch.turn_idx, spans.is_new_subgoal)
-    boundary = torch.from_numpy(layout.is_boundary.copy())
-    vmasks = masker(batch.responses, batch.response_mask, is_boundary=boundary,
-                    outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
-    data = SimpleNamespace(
-        batch={"responses": batch.responses, "response_mask": batch.response_mask,
-               "value_low": values[..., 0], "value_high": values[..., 1], "value_term": values[..., 2],
-               "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
-               "value_mask_term": vmasks.value_mask_term},
-        non_tensor_batch={"traj_uid": batch.env_ids.numpy(), "turn_idx": batch.turn_idx.numpy(),
-                          "dones": batch.dones.numpy(), "switch": spans.is_new_subgoal.numpy(),
-                          "rewards": batch.rewards.numpy(), "is_action_valid": batch.is_action_valid.numpy()})
-    compute_hae_advantage(data, config, spans.action_mask, spans.subgoal_mask, spans.switch_mask, reducer=reducer)
-    out, resp = data.batch, batch.response_mask
+    hae = hae_for_responses(
+        batch.responses, batch.response_mask, {"low": values[..., 0], "high": values[..., 1], "term": values[..., 2]},
+        traj_ids=batch.env_ids, turn_idx=batch.turn_idx, dones=batch.dones, rewards=batch.rewards,
+        is_action_valid=batch.is_action_valid, masker=masker, config=config, spans=spans, reducer=reducer)
+    out, vmasks, resp = hae.outputs, hae.value_masks, batch.response_mask
     loss_mask = (out["hae_lo_mask"] | out["hae_hi_mask"] | out["hae_term_mask"]) & resp
     targets = [(0, out["returns_low"], vmasks.value_mask_low & resp, head_coefs[0]),
                (1, out["returns_high"], vmasks.value_mask_high & resp, head_coefs[1]),

@@ -1,9 +1,12 @@
 """Evaluation: a policy plays held-out episodes; success overall and per task type.
 
-`evaluate(model, tokenizer, env="alfworld", episodes=10, split="valid_unseen")` plays games
-spread evenly over the split (so every task type is represented) and samples with
-temperature 0.4, as the authors validate, and reports the success rate overall and per task
-type (ALFWorld), average turns, switches per episode and the invalid-format rate.
+`evaluate(model, tokenizer, env="alfworld", episodes=10)` plays distinct games spread evenly
+over the environment's held-out split (ALFWorld valid_unseen, TextWorld valid, ScienceWorld
+dev; see hiper.envs.registry), so every task type is represented and every call plays the same
+games. It samples with temperature 0.4, as the authors validate, from its own random stream
+(`seed`; the caller's stream is left as it was, so evaluating inside a training run changes
+nothing about the run), and reports the success rate overall and per task type, average turns,
+switches per episode and the invalid-format rate.
 """
 from __future__ import annotations
 
@@ -12,22 +15,29 @@ from collections import defaultdict
 import numpy as np
 
 
-def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split: str = "valid_unseen",
-             max_turns: int = 50, max_new_tokens: int = 512, temperature: float = 0.4, workers: int = 0) -> dict:
+def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split: str | None = None,
+             max_turns: int = 50, max_new_tokens: int = 512, temperature: float = 0.4, workers: int = 0,
+             data: str | None = None, tasks=None, seed: int = 0, progress: bool = False) -> dict:
+    """The report of playing `episodes` held-out games; `progress` shows a bar of the turns on stderr."""
     from hiper.envs import EnvPool
+    from hiper.envs.registry import evaluation_specs, family
     from hiper.rollout import RolloutConfig, RolloutEngine
-    from hiper.trainer import env_specs
 
-    specs = env_specs(env, episodes, split, max_turns, spread=True)
-    config = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new_tokens, temperature=temperature)
-    with EnvPool(specs, num_workers=workers) as pool:
-        result = RolloutEngine(model, tokenizer, pool, config).run()
+    specs = evaluation_specs(env, split, episodes, max_turns=max_turns, data=data, tasks=tasks)
+    config = RolloutConfig.for_env(env, max_turns=max_turns, max_new_tokens=max_new_tokens, temperature=temperature)
+    import torch
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), EnvPool(specs, num_workers=workers) as pool:
+        torch.manual_seed(seed)
+        result = RolloutEngine(model, tokenizer, pool, config, progress=progress).run()
+    task_type = family(env).task_type
     per_type = defaultdict(list)
     for spec, ep in zip(specs, result.episodes):
-        kind = ep.info.get("task_type") or spec.kind
-        per_type[kind].append(ep.won)
+        per_type[task_type(spec)].append(ep.won)
     turns = sum(e.turns for e in result.episodes)
     return {
+        "split": split or family(env).eval_split,
         "episodes": len(result.episodes),
         "success_rate": result.success_rate,
         "success_by_type": {k: float(np.mean(v)) for k, v in sorted(per_type.items())},

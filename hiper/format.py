@@ -187,13 +187,18 @@ def format_actions(actions: Sequence[str]) -> str:
 
 
 def build_prompt(state: PlanExecuteState, observation: str, admissible_actions: Sequence[str],
-                 env: str = "alfworld") -> str:
+                 env: str = "alfworld", role: str | None = None) -> str:
     """The user message of one turn: role, sub-goal instructions, (after the first step) the
     task, step count and recent history, then the current observation, the current sub-goal
-    ("None" on the first step), the admissible actions and the format rules."""
-    if env not in _ROLE:
-        raise ValueError(f"env: expected one of {sorted(_ROLE)}, got {env!r}")
-    parts = [_ROLE[env], _SUBGOAL_RULES]
+    ("None" on the first step), the admissible actions and the format rules.
+
+    env picks the built-in role line ("alfworld", "webshop", "textworld", "scienceworld");
+    `role` replaces it (an environment of your own)."""
+    if role is None:
+        if env not in _ROLE:
+            raise ValueError(f"env: expected one of {sorted(_ROLE)} (or a role), got {env!r}")
+        role = _ROLE[env]
+    parts = [role, _SUBGOAL_RULES]
     if state.history:
         lines = [f"[Observation {k}: '{rec.observation}', Action {k}: '{rec.action}']" for k, rec in state.recent()]
         parts.append(f"Your task: {state.task}\n"

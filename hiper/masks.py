@@ -13,6 +13,7 @@ stay there; its vocabulary table is copied to each device once, on first use.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,16 +72,33 @@ def standalone_pieces(tokenizer) -> list[str]:
     return pieces
 
 
+# A vocabulary table costs ~9 bytes per id (offset and flag): sizes beyond this are mistakes.
+MAX_VOCAB_SIZE = 1 << 26
+
+
 class SpanMasker:
     """Builds the Plan-Execute span masks for batches of token ids.
 
     Args:
         tokenizer: a Hugging Face tokenizer (fast or slow; byte-level BPE, SentencePiece or
             any other), read once.
+        vocab_size: the model's vocabulary size (rows of its embedding, `model.config.vocab_size`),
+            or None for the tokenizer's. Models pad their embedding past the tokenizer
+            (Qwen2.5: 151,936 rows for 151,665 tokens) and can sample the padding ids; ids
+            from len(tokenizer) up to vocab_size read as empty text, which is what decoding
+            gives them. Ids outside [0, vocab_size) are refused.
     """
 
-    def __init__(self, tokenizer):
-        self._core = _C.SpanMasker(standalone_pieces(tokenizer))
+    def __init__(self, tokenizer, vocab_size: int | None = None):
+        pieces = standalone_pieces(tokenizer)
+        if vocab_size is not None:
+            if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral):
+                raise TypeError(f"vocab_size: expected an int or None, got {type(vocab_size).__name__}")
+            if not 1 <= vocab_size <= MAX_VOCAB_SIZE:
+                raise ValueError(f"vocab_size: expected a size in [1, {MAX_VOCAB_SIZE}], got {vocab_size}")
+            # The table (here, and its copies on devices) then covers padding ids as empty pieces.
+            pieces = pieces[:vocab_size] + [""] * (int(vocab_size) - len(pieces))
+        self._core = _C.SpanMasker(pieces)
         self._device_tables: dict = {}  # device -> hiper.ops._cuda.VocabTable, made on first use
 
     @property
@@ -107,7 +125,7 @@ class SpanMasker:
             SpanMasks in the caller's framework; for CUDA tensors, tensors on their device,
             computed on the caller's current stream.
         Raises:
-            ValueError naming `responses` for a token id outside the vocabulary.
+            ValueError naming `responses` for a token id outside [0, vocab_size).
         """
         unknown = set(outputs) - set(SpanMasks._fields)
         if unknown:

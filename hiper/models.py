@@ -73,18 +73,39 @@ def default_model_dir() -> Path:
 
 
 def load(name_or_path: str | os.PathLike | None = None, *, dtype: torch.dtype | None = None,
-         device: str | torch.device = "cpu"):
+         device: str | torch.device = "cpu", local_files_only: bool = False):
     """(model, tokenizer) for a causal LM by Hugging Face name or local path; None loads the
     offline default. The tokenizer gets a pad token (its EOS) when it has none and pads on
-    the left, as batched generation needs."""
+    the left, as batched generation needs. `local_files_only` never asks the Hub."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = default_model_dir() if name_or_path is None else name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32,
+                                                 local_files_only=local_files_only).to(device)
     prepare_tokenizer(tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The torch device for `name`: "auto" is the current CUDA device when one is usable, else
+    the CPU. Asking for CUDA without a usable device is refused here, before any model loads."""
+    if str(name) == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device: {name} asked for, but this machine has no usable CUDA device (use cpu or auto)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device: {name} asked for, but this machine has {count} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
+    return device
 
 
 def prepare_tokenizer(tokenizer):

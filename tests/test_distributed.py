@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 import hiper
 from fake_rollouts import TOKENIZER, make_rollouts
+from hiper.checkpoint import open_checkpoint
 from hiper.distributed import LOCAL, Reducer
 from hiper.estimators import ESTIMATORS, FlatConfig, estimate
 
@@ -77,7 +78,7 @@ def test_two_ranks_equal_one_rank_on_the_same_rollouts(tmp_path):
 @pytest.mark.parametrize("estimator", ["hae", "grpo"])
 def test_torchrun_trains_writes_once_and_resumes(tmp_path, estimator):
     run_dir = tmp_path / "run"
-    common = ["--tiny-model", "true", "--model", TOKENIZER, "--env", "alfworld", "--split", "valid_unseen", "--envs", "1",
+    common = ["--tiny-model", "true", "--model", TOKENIZER, "--env", "alfworld", "--split", "valid_unseen", "--data", "sample", "--envs", "1",
               "--group-size", "2", "--max-turns", "2", "--max-new-tokens", "6", "--micro-batch-size", "2",
               "--estimator", estimator, "--run-dir", str(run_dir)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -94,7 +95,8 @@ def test_torchrun_trains_writes_once_and_resumes(tmp_path, estimator):
     assert len(lines) == 1  # rank 0 alone writes
     first = json.loads(lines[0])
     assert first["step"] == 1 and first["rows"] >= 2
-    state = torch.load(run_dir / "checkpoint" / "trainer_state.pt", weights_only=False)
-    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    state = open_checkpoint(run_dir).training_state()
+    assert state.world_size == 2 and len(state.rng) == 2
+    assert not torch.equal(state.rng[0]["torch"], state.rng[1]["torch"])  # each rank's own stream
     torchrun("--steps", "2", "--resume")
     assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]

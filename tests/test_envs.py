@@ -1,7 +1,9 @@
 """Real environments (ALFWorld, TextWorld, ScienceWorld) and the worker pool."""
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -69,13 +71,24 @@ def test_full_alfworld_data_from_the_shared_archive(tmp_path_factory):
 
 def test_missing_alfworld_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    # Nothing falls back to the packaged sample: it is asked for by name, or the error says how to get data.
+    with pytest.raises(FileNotFoundError, match=r"ALFWORLD_DATA: not set.*hiper prepare-data.*--data sample"):
+        alf.list_games("valid_unseen")
     with pytest.raises(FileNotFoundError, match=r"split 'valid_train' under .*alfworld_sample.*ALFWORLD_DATA"):
-        alf.list_games("valid_train")
+        alf.list_games("valid_train", "sample")
+    (tmp_path / "json_2.1.1").mkdir()
     with pytest.raises(FileNotFoundError, match="split 'train' under " + str(tmp_path)):
         alf.list_games("train", root=tmp_path)
-    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))  # set but empty: warn, use the sample
-    with pytest.warns(UserWarning, match="holds no json_2.1.1"):
-        assert alf.list_games("valid_unseen")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"data: {empty} holds no json_2.1.1"):
+        alf.list_games("train", root=empty)
+    for value in (str(empty), str(tmp_path / "missing")):  # set, but empty or missing: an error naming it
+        monkeypatch.setenv("ALFWORLD_DATA", value)
+        with pytest.raises(FileNotFoundError, match=f"ALFWORLD_DATA: {value} holds no json_2.1.1"):
+            alf.list_games("valid_unseen")
+    with pytest.raises(ValueError, match="tasks: unknown ALFWorld task types"):
+        alf.list_games("valid_unseen", "sample", task_types=("pick_and_juggle",))
 
 
 def test_textworld_cooking_walkthrough_wins(tmp_path, monkeypatch):
@@ -155,6 +168,16 @@ def test_pool_bad_input():
             pool.step({5: "inc"})
     with pytest.raises(ValueError, match="kind"):
         EnvSpec("minecraft").make()
+    with pytest.raises(TypeError, match="specs: expected EnvSpec"):
+        EnvPool(["alfworld"])
+    with pytest.raises(ValueError, match="num_workers"):
+        EnvPool(counting_specs(1), num_workers=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        EnvPool(counting_specs(1), timeout=0)
+    with EnvPool(counting_specs(1)) as pool:
+        pool.reset()
+        with pytest.raises(TypeError, match="actions: expected a dict"):
+            pool.step(["inc"])
 
 
 def test_pool_reports_a_worker_that_died_between_calls():
@@ -167,3 +190,109 @@ def test_pool_reports_a_worker_that_died_between_calls():
             pool.step({0: "inc"})
         pool.reset([0, 0])
         assert pool.step({0: "inc"})[0].observation.text == "count 1"
+
+
+def test_pool_stays_in_step_after_a_worker_crash():
+    # Worker 0 holds environments 0 and 2 and crashes; worker 1 (1 and 3) answers. Its answer must be read
+    # during the failed call, not handed to the next one.
+    with EnvPool(counting_specs(4, crash_on="boom", goal=100), num_workers=2, timeout=60) as pool:
+        pool.reset([0, 10, 20, 30])
+        with pytest.raises(EnvWorkerError, match=r"worker 0 failed during step"):
+            pool.step({0: "boom", 1: "inc", 2: "inc", 3: "inc"})
+        assert [o.text for o in pool.reset([5, 6, 7, 8])] == ["count 5", "count 6", "count 7", "count 8"]
+        steps = pool.step({i: "inc" for i in range(4)})
+        assert [steps[i].observation.text for i in range(4)] == ["count 6", "count 7", "count 8", "count 9"]
+
+
+def test_pool_kills_a_worker_that_stops_answering():
+    with EnvPool(counting_specs(2, goal=100), num_workers=2, timeout=2) as pool:
+        pool.reset([0, 0])
+        with pytest.raises(EnvWorkerError, match=r"worker 0 failed during step \(no answer within 2 s\).*#0 custom"):
+            pool.step({0: "sleep 120", 1: "inc"})
+        assert [o.text for o in pool.reset([3, 4])] == ["count 3", "count 4"]
+        steps = pool.step({0: "inc", 1: "inc"})
+        assert (steps[0].observation.text, steps[1].observation.text) == ("count 4", "count 5")
+
+
+def test_pool_says_which_environments_failed_and_refuses_to_step_them_until_reset():
+    with EnvPool(counting_specs(3, crash_on="boom", goal=100), num_workers=2, timeout=60) as pool:
+        with pytest.raises(EnvWorkerError, match=r"not reset.*#0 custom"):
+            pool.step({0: "inc"})  # never reset: would play a game nobody started
+        pool.reset([0, 10, 20])
+        with pytest.raises(EnvWorkerError, match=r"worker 0 failed during step \(it died, exit code 3\)") as failure:
+            pool.step({0: "boom", 1: "inc"})
+        # Worker 0 held environments 0 and 2: both lost; environment 1 completed the step.
+        assert failure.value.failed == [0, 2]
+        assert {i: s.observation.text for i, s in failure.value.results.items()} == {1: "count 11"}
+        for lost in (0, 2):
+            with pytest.raises(EnvWorkerError, match=rf"reset\(\) first: #{lost} custom"):
+                pool.step({lost: "inc"})
+        assert pool.step({1: "inc"})[1].observation.text == "count 12"  # it carries on
+        pool.reset([1, 2, 3])
+        assert pool.step({0: "inc", 2: "inc"})[2].observation.text == "count 4"
+
+
+def test_in_process_pool_runs_every_environment_and_names_the_failed_ones():
+    with EnvPool(counting_specs(3, goal=100)) as pool:
+        pool.reset([0, 10, 20])
+        with pytest.raises(EnvWorkerError, match=r"#0 custom.*the environment broke\n.*#2 custom") as failure:
+            pool.step({0: "raise", 1: "inc", 2: "raise"})
+        assert failure.value.failed == [0, 2]
+        assert {i: s.observation.text for i, s in failure.value.results.items()} == {1: "count 11"}
+        with pytest.raises(EnvWorkerError, match=r"reset\(\) first: #2 custom"):
+            pool.step({2: "inc"})
+        assert [o.text for o in pool.reset([5, 6, 7])] == ["count 5", "count 6", "count 7"]
+        assert pool.step({2: "inc"})[2].observation.text == "count 8"
+
+
+@contextlib.contextmanager
+def expect_interrupt():
+    """Yields `interrupt_after(seconds)`, which arms a KeyboardInterrupt in the main thread as Ctrl-C would
+    raise it; the block must end with that interrupt."""
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="looks processes up in /proc")
+def test_pool_interrupted_mid_call_leaves_no_process_behind():
+    # Leaving the `with` block closes the pool, which must kill and reap every worker, the busy one
+    # included: no process left running and no zombie in /proc.
+    with expect_interrupt() as interrupt_after:
+        with EnvPool(counting_specs(2, goal=100), num_workers=2, timeout=60) as pool:
+            pool.reset()
+            pids = [proc.pid for proc, _ in pool._workers]
+            interrupt_after(0.5)
+            pool.step({0: "sleep 120", 1: "inc"})
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+    with pytest.raises(RuntimeError, match="after close"):
+        pool.reset()
+
+
+def test_pool_interrupted_mid_call_stays_in_step():
+    with EnvPool(counting_specs(3, goal=100), num_workers=2, timeout=60) as pool:
+        pool.reset([0, 10, 20])
+        with expect_interrupt() as interrupt_after:
+            interrupt_after(0.5)
+            pool.step({0: "sleep 5", 1: "inc"})
+        # The caller saw no result: 0 and 1 may or may not have stepped; 2 lived in the busy worker.
+        for unknown in (0, 1, 2):
+            with pytest.raises(EnvWorkerError, match=rf"reset\(\) first: #{unknown} custom"):
+                pool.step({unknown: "inc"})
+        assert [o.text for o in pool.reset([1, 2, 3])] == ["count 1", "count 2", "count 3"]
+        steps = pool.step({0: "inc", 1: "inc", 2: "inc"})
+        assert [steps[i].observation.text for i in range(3)] == ["count 2", "count 3", "count 4"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="looks processes up in /proc")
+def test_pool_close_kills_a_worker_that_does_not_finish_closing():
+    pool = EnvPool(counting_specs(2, close_seconds=120), num_workers=2, timeout=1)
+    pool.reset()
+    pids = [proc.pid for proc, _ in pool._workers]
+    pool.close()  # the workers get `timeout` to close their environments, then are killed
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+    pool.close()  # a second close is harmless

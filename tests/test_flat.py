@@ -138,18 +138,19 @@ def test_episode_returns(seed):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("mode", ["grpo", "rloo", "center"])
 @pytest.mark.parametrize("with_samples", [False, True])
-def test_group_advantages_match_oracle_and_twin(seed, mode, with_samples):
+@pytest.mark.parametrize("singleton", ["keep", "zero"])
+def test_group_advantages_match_oracle_and_twin(seed, mode, with_samples, singleton):
     rng = np.random.default_rng(seed)
     n = 40
     groups = rng.integers(0, 9, size=n)  # some groups have one member, some none
     scores = (rng.normal(size=n) * 4 + 2).astype(np.float32)
     samples = rng.random(n) < 0.7 if with_samples else None
-    got = hiper.group_advantages(scores, groups, mode=mode, samples=samples)
-    want = flat_loops.group_advantages(scores, list(groups), mode, samples=samples)
+    got = hiper.group_advantages(scores, groups, mode=mode, samples=samples, singleton=singleton)
+    want = flat_loops.group_advantages(scores, list(groups), mode, samples=samples, singleton=singleton)
     np.testing.assert_allclose(got, want, **ATOL)
     dense = torch.as_tensor(np.unique(groups, return_inverse=True)[1].reshape(-1))
     twin = flat_torch.group_advantages(torch.as_tensor(scores), dense, mode,
-                                       None if samples is None else torch.as_tensor(samples))
+                                       None if samples is None else torch.as_tensor(samples), singleton=singleton)
     np.testing.assert_allclose(twin.numpy(), want, rtol=1e-10, atol=1e-10)
 
 
@@ -176,22 +177,115 @@ def test_first_turns_count_each_trajectory_once():
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("mode", ["mean_norm", "mean_std_norm"])
-def test_gigpo_matches_oracle_and_twin(seed, mode):
+@pytest.mark.parametrize("with_penalty", [False, True])
+def test_gigpo_matches_oracle_and_twin(seed, mode, with_penalty):
     rng = np.random.default_rng(seed)
     d = random_rows(rng, num_traj=12)
     n = len(d["traj"])
     groups = d["traj"] // 4  # 3 episode groups of 4 trajectories
     anchors = np.array([f"obs-{k}" for k in rng.integers(0, 4, size=n)], dtype=object)
+    penalty = (0.1 * (rng.random(n) < 0.3)).astype(np.float32) if with_penalty else None
     scores = hiper.episode_returns(hiper.build_layout(d["traj"], d["turn"]), d["rewards"])
     layout = hiper.build_layout(d["traj"], d["turn"])
-    got = hiper.gigpo_advantages(layout, scores, d["rewards"], d["done"], groups, anchors, gamma=0.95, mode=mode)
+    got = hiper.gigpo_advantages(layout, scores, d["rewards"], d["done"], groups, anchors, gamma=0.95, mode=mode,
+                                 step_penalty=penalty)
     want = flat_loops.gigpo_advantages(list(d["traj"]), d["turn"], scores, d["rewards"], d["done"], list(groups),
-                                       list(anchors), gamma=0.95, mode=mode)
+                                       list(anchors), gamma=0.95, mode=mode, step_penalty=penalty)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     anchor_codes = torch.as_tensor(np.unique(anchors.astype(str), return_inverse=True)[1].reshape(-1))
     twin = flat_torch.gigpo_advantages(torch_layout(d), torch.as_tensor(scores), torch.as_tensor(d["rewards"]),
-                                       torch.as_tensor(d["done"]), torch.as_tensor(groups), anchor_codes, 0.95, 1.0, mode)
+                                       torch.as_tensor(d["done"]), torch.as_tensor(groups), anchor_codes, 0.95, 1.0,
+                                       mode, step_penalty=None if penalty is None else torch.as_tensor(penalty))
     np.testing.assert_allclose(twin.numpy(), want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["mean_norm", "mean_std_norm"])
+def test_gigpo_step_group_of_one_turn_scores_zero(mode):
+    """The authors' step_norm_reward: a step group's mean is its own return when it has one
+    member, so its step advantage is 0 (GRPO's singleton rule would keep the return)."""
+    got = hiper.gigpo_combine(np.array([1, 0], np.float32), np.array([1, 0], np.float32), ["g", "g"],
+                              ["obs a", "obs b"], mode=mode)
+    # Episode group {1, 0}: mean 0.5 (and unbiased std sqrt(0.5) under mean_std_norm); both step groups single.
+    episode = 0.5 if mode == "mean_norm" else 0.5 / (np.sqrt(0.5) + 1e-6)
+    np.testing.assert_allclose(got, [episode, -episode], rtol=1e-6)
+    how = "center" if mode == "mean_norm" else "grpo"
+    np.testing.assert_allclose(hiper.group_advantages([1.0, 0.0], ["a", "b"], mode=how, singleton="zero"), [0, 0])
+    np.testing.assert_allclose(flat_loops.group_advantages([1.0, 0.0], ["a", "b"], how, singleton="zero"), [0, 0])
+    twin = flat_torch.group_advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), how, singleton="zero")
+    np.testing.assert_allclose(twin.numpy(), [0, 0])
+
+
+def invalid_first_turn_rollouts():
+    """Two rollouts (a, b) of one game, two turns each, all rewards 0; rollout a's first turn
+    is invalid and both first turns saw the same observation. Rows: a0, a1, b0, b1."""
+    traj, turn = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    return dict(traj=traj, turn=turn, rewards=np.zeros(4, np.float32), dones=np.array([False, True, False, True]),
+                valid=np.array([False, True, True, True]), groups=["game"] * 4,
+                anchors=["start", "a after 1", "start", "b after 1"])
+
+
+def test_gigpo_step_part_carries_the_invalid_action_penalty():
+    """The authors discount the step returns first, then subtract coef * invalid from each
+    turn's own step return. By hand, coef 0.1, mean_norm, step weight 1:
+      episode: scores [-0.1, 0, 0, 0] (episode total - penalty), mean -0.025 -> [-0.075, 0.025, 0.025, 0.025]
+      step:    returns [-0.1, 0, 0, 0]; group {a0, b0} mean -0.05 -> [-0.05, 0, 0.05, 0] (a1, b1 alone: 0)
+    """
+    r = invalid_first_turn_rollouts()
+    want = [-0.125, 0.025, 0.075, 0.025]
+    layout = hiper.build_layout(r["traj"], r["turn"])
+    penalty = 0.1 * (1 - r["valid"].astype(np.float32))
+    scores = hiper.episode_returns(layout, r["rewards"]) - penalty
+    got = hiper.gigpo_advantages(layout, scores, r["rewards"], r["dones"], r["groups"], r["anchors"],
+                                 step_penalty=penalty)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(hiper.gigpo_step_returns(layout, r["rewards"], r["dones"], step_penalty=penalty),
+                               [-0.1, 0, 0, 0], rtol=1e-6)
+    oracle = flat_loops.gigpo_advantages(list(r["traj"]), r["turn"], scores, r["rewards"], r["dones"], r["groups"],
+                                         r["anchors"], step_penalty=penalty)
+    np.testing.assert_allclose(oracle, want, rtol=1e-6, atol=1e-7)
+
+
+def test_gigpo_trainer_path_carries_the_invalid_action_penalty():
+    from hiper.estimators import FlatConfig, flat_advantages
+
+    r = invalid_first_turn_rollouts()
+    resp = torch.ones(4, 3, dtype=torch.bool)
+    out = flat_advantages("gigpo", hiper.build_layout(r["traj"], r["turn"]), rewards=r["rewards"], dones=r["dones"],
+                          is_action_valid=r["valid"], response_mask=resp, groups=r["groups"], anchors=r["anchors"],
+                          config=FlatConfig(invalid_action_penalty_coef=0.1, gigpo_step_weight=1.0,
+                                            gigpo_mode="mean_norm"))
+    want = np.array([-0.125, 0.025, 0.075, 0.025], np.float32)
+    np.testing.assert_allclose(out.advantages.numpy(), np.repeat(want[:, None], 3, axis=1), rtol=1e-6, atol=1e-7)
+
+
+def test_turn_gae_whitens_like_verl():
+    """turn_gae's advantages are whitened with verl's masked_whiten: unbiased variance, eps
+    inside the square root. One trajectory with rewards [1, 0], gamma = lam = 1, V = 0:
+    A = [1, 0], mean 0.5, unbiased variance 0.5 -> (A - 0.5) / sqrt(0.5 + 1e-8) = +-0.7071
+    (the population std would give +-1)."""
+    from hiper.estimators import FlatConfig, flat_advantages
+
+    resp = torch.tensor([[True, True, False], [True, False, False]])
+    out = flat_advantages("turn_gae", hiper.build_layout(np.array([0, 0]), np.array([0, 1])),
+                          rewards=np.array([1, 0], np.float32), dones=np.array([False, True]),
+                          is_action_valid=np.ones(2, bool), response_mask=resp, values=torch.zeros(2, 3),
+                          config=FlatConfig(reward="turn", gamma=1.0, lam=1.0))
+    half = 0.5 / np.sqrt(0.5 + 1e-8)
+    np.testing.assert_allclose(out.advantages.numpy(), [[half, half, 0], [-half, 0, 0]], rtol=1e-6)
+    np.testing.assert_allclose(hiper.masked_whiten(np.array([1, 0], np.float32), np.ones(2, bool)), [half, -half],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_masked_whiten_of_turns_matches_oracle_and_twin(seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=17) * 3 + 1).astype(np.float32)
+    m = rng.random(17) < 0.7
+    want = flat_loops.masked_whiten(x, m)
+    np.testing.assert_allclose(hiper.masked_whiten(torch.as_tensor(x), torch.as_tensor(m)).numpy(), want, **ATOL)
+    np.testing.assert_allclose(flat_torch.masked_whiten(torch.as_tensor(x), torch.as_tensor(m)).numpy(), want,
+                               rtol=1e-10, atol=1e-10)
+    assert hiper.masked_whiten(np.zeros(0, np.float32), np.zeros(0, bool)).shape == (0,)
 
 
 def test_token_placement_helpers():
@@ -225,6 +319,12 @@ def test_turn_gae_property(seed, num_traj, max_turns, gamma, lam, boot):
     (lambda lay: hiper.group_advantages(np.zeros(2, np.float32), [0, 1], mode="ppo"), "mode"),
     (lambda lay: hiper.group_advantages(np.zeros(2, np.float32), np.array([0, -1]), mode="grpo"), "groups"),
     (lambda lay: hiper.masked_whiten(np.zeros((2, 3), np.float32), np.ones((3, 2), bool)), "mask"),
+    (lambda lay: hiper.masked_whiten(np.zeros((2, 3, 1), np.float32), np.ones((2, 3, 1), bool)), "x"),
+    (lambda lay: hiper.group_advantages(np.zeros(2, np.float32), [0, 1], singleton="drop"), "singleton"),
+    (lambda lay: hiper.gigpo_step_returns(lay, np.zeros(3, np.float32), np.zeros(3, bool),
+                                          step_penalty=np.zeros(2, np.float32)), "step_penalty"),
+    (lambda lay: hiper.gigpo_step_returns(lay, np.zeros(3, np.float32), np.zeros(3, bool),
+                                          step_penalty=np.array([0, np.nan, 0], np.float32)), "step_penalty"),
     (lambda lay: hiper.gigpo_advantages(lay, np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, bool),
                                         [0, 0, 0], ["a"]), "anchors"),
 ])
@@ -264,13 +364,13 @@ def test_trainer_estimators_compose_the_oracle(estimator):
         v0 = values.numpy()[:, 0]
         adv, ret = flat_loops.turn_gae(traj, d["turn"], scores, d["done"], v0, gamma=0.9, lam=0.8,
                                        bootstrap_truncated=True)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = flat_loops.masked_whiten(adv, np.ones(n, bool))  # the authors' whitening: unbiased variance
         want_adv, want_vmask = adv[:, None] * m, first_token_mask(resp).numpy()
         want_ret = ret[:, None] * want_vmask
     else:
         if estimator == "gigpo":
             adv = flat_loops.gigpo_advantages(traj, d["turn"], scores, d["rewards"], d["done"], list(groups), anchors,
-                                              gamma=0.95)
+                                              gamma=0.95, step_penalty=0.1 * (1 - valid))
         else:
             adv = flat_loops.group_advantages(scores, list(groups), estimator)
         want_adv, want_ret, want_vmask = adv[:, None] * m, None, None

@@ -59,8 +59,8 @@ GOLDEN = [
 ]
 
 
-def check_against_reference(tokenizer, ids, mask, boundary=None):
-    masker = hiper.SpanMasker(tokenizer)
+def check_against_reference(tokenizer, ids, mask, boundary=None, masker=None):
+    masker = masker or hiper.SpanMasker(tokenizer)
     for include_tags in (False, True):
         got = masker(ids, mask, include_tags=include_tags)
         want = masks_decode.make_masks_and_switch(ids, mask, tokenizer, include_tags=include_tags)
@@ -185,3 +185,127 @@ def test_bad_input(tokenizer):
         masker(ids, mask, outputs=("value_mask_high",))
     with pytest.raises(TypeError, match="tokenizer"):
         hiper.SpanMasker(object())
+
+
+# ------------------------------------------------------------------ padded model vocabularies
+PADDING = 64  # rows of a model's embedding past the tokenizer's last token
+
+
+def with_padding_ids(tokenizer, ids, mask, rng):
+    """Responses with ids from the padded range [len(tokenizer), len + PADDING) inserted
+    between tokens (the text is unchanged) and written over some tokens (the text loses
+    them), right-padded again: what a model with a padded embedding may sample."""
+    size = len(tokenizer)
+    rows = []
+    for row, valid in zip(ids.tolist(), mask.sum(1).tolist()):
+        out = []
+        for tok in row[:valid]:
+            if rng.random() < 0.2:
+                out.append(int(rng.integers(size, size + PADDING)))  # inserted
+            out.append(int(rng.integers(size, size + PADDING)) if rng.random() < 0.1 else tok)  # overwritten
+        rows.append(out)
+    length = max(1, max(len(r) for r in rows))
+    new_ids = torch.zeros(len(rows), length, dtype=torch.long)
+    new_mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        new_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        new_mask[i, :len(r)] = True
+    return new_ids, new_mask
+
+
+def test_padded_vocabulary_ids_read_as_empty_text(tokenizer):
+    """Models pad their embedding past the tokenizer (Qwen2.5: 151,936 rows for 151,665
+    tokens) and can sample the padding ids. Below the model's vocab_size they are empty
+    text, as decoding gives them, so the masks equal the decode-and-search reference's."""
+    size = len(tokenizer)
+    assert tokenizer.batch_decode([[size], [size + PADDING - 1]]) == ["", ""]  # what the reference reads
+    masker = hiper.SpanMasker(tokenizer, vocab_size=size + PADDING)
+    assert masker.vocab_size == size + PADDING
+    assert masker._core.token_bytes(size) == b"" and masker._core.token_bytes(size + PADDING - 1) == b""
+    assert masker._core.token_bytes(5) == hiper.SpanMasker(tokenizer)._core.token_bytes(5)
+    ids, mask = with_padding_ids(tokenizer, *encode(tokenizer, GOLDEN), np.random.default_rng(0))
+    assert (ids[mask] >= size).sum() > 10
+    check_against_reference(tokenizer, ids, mask, masker=masker)
+    check_against_reference(tokenizer, ids.to(torch.int32), mask, masker=masker)
+    # The CUDA kernel's algorithm (the token-walking search, run on the host) reads the same
+    # table the device copy is made from: padding ids are empty pieces there too.
+    data, offsets, has_lt = masker._core.table()
+    assert offsets.shape == (size + PADDING + 1,) and (np.diff(offsets[size:]) == 0).all() and not has_lt[size:].any()
+    n, length = ids.shape
+    boundary = np.arange(n) % 2 == 0
+    host = masker(ids, mask, include_tags=True, is_boundary=boundary,
+                  outputs=("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal", "value_mask_low"))
+    walked = {name: np.empty((n, length), bool) for name in ("action_mask", "subgoal_mask", "switch_mask",
+                                                            "value_mask_low")}
+    walked["is_new_subgoal"] = np.empty(n, bool)
+    masker._core.apply(ids.numpy(), mask.numpy(), True, boundary, **walked, by_tokens=True)
+    for name, got in walked.items():
+        np.testing.assert_array_equal(got, getattr(host, name).numpy(), err_msg=name)
+
+
+def test_padded_vocabulary_refuses_ids_past_the_model(tokenizer):
+    size = len(tokenizer)
+    masker = hiper.SpanMasker(tokenizer, vocab_size=size + PADDING)
+    ids, mask = encode(tokenizer, GOLDEN[:2])
+    ids[0, 1] = size + PADDING - 1  # the last padding row: fine
+    masker(ids, mask)
+    ids[1, 2] = size + PADDING
+    with pytest.raises(ValueError, match=rf"responses: token id {size + PADDING} at row 1, position 2 is outside "
+                                         rf"the vocabulary \(size {size + PADDING}\)"):
+        masker(ids, mask)
+    # A vocab_size below the tokenizer's (a model that cannot produce its last tokens) cuts the table.
+    small = hiper.SpanMasker(tokenizer, vocab_size=size - 1)
+    ids, mask = encode(tokenizer, GOLDEN[:1])
+    ids[0, 0] = size - 1
+    with pytest.raises(ValueError, match="responses: token id"):
+        small(ids, mask)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (0, ValueError, "vocab_size: expected a size in"),
+    (-5, ValueError, "vocab_size"),
+    (1 << 40, ValueError, "vocab_size"),
+    (1.5e5, TypeError, "vocab_size: expected an int"),
+    (True, TypeError, "vocab_size"),
+    ("151936", TypeError, "vocab_size"),
+])
+def test_vocab_size_bad_values(value, error, match):
+    tok = AutoTokenizer.from_pretrained(FIXTURES / "metaspace_tokenizer")
+    with pytest.raises(error, match=match):
+        hiper.SpanMasker(tok, vocab_size=value)
+
+
+@pytest.mark.skipif(not (hiper.has_cuda() and torch.cuda.is_available()), reason="no CUDA device")
+def test_padded_vocabulary_on_the_gpu(tokenizer):
+    size = len(tokenizer)
+    masker = hiper.SpanMasker(tokenizer, vocab_size=size + PADDING)
+    ids, mask = with_padding_ids(tokenizer, *encode(tokenizer, GOLDEN), np.random.default_rng(1))
+    boundary = torch.arange(ids.shape[0]) % 2 == 0
+    outputs = ("action_mask", "subgoal_mask", "switch_mask", "is_new_subgoal", "value_mask_high", "value_mask_low",
+               "value_mask_term")
+    want = masker(ids, mask, include_tags=True, is_boundary=boundary, outputs=outputs)
+    got = masker(ids.cuda(), mask.cuda(), include_tags=True, is_boundary=boundary.cuda(), outputs=outputs)
+    for name in outputs:
+        assert torch.equal(getattr(got, name).cpu(), getattr(want, name)), name
+    ids[0, 0] = size + PADDING
+    with pytest.raises(ValueError, match=rf"responses: token id {size + PADDING} at row 0, position 0"):
+        masker(ids.cuda(), mask.cuda())
+
+
+def test_trainer_masker_covers_the_models_padded_vocabulary(tmp_path):
+    """The trainer builds its masker for the actor's vocabulary (config.vocab_size), not the
+    tokenizer's: ids the model samples from its padded embedding rows read as empty text."""
+    from hiper.models import prepare_tokenizer, tiny_random_model
+    from hiper.trainer import Trainer, TrainConfig
+
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(FIXTURES / "smollm2_tokenizer"))
+    model = tiny_random_model(tok, hidden_size=16, layers=1, heads=2)
+    model.resize_token_embeddings(len(tok) + PADDING)  # as Qwen2.5's embedding is larger than its tokenizer
+    config = TrainConfig(env="alfworld", split="valid_unseen", data="sample", envs=2, steps=1, max_turns=2,
+                         estimator="grpo", kl_coef=0.0, device="cpu", run_dir=str(tmp_path / "run"))
+    trainer = Trainer(config, model=model, tokenizer=tok)
+    assert model.config.vocab_size == len(tok) + PADDING
+    assert trainer.masker.vocab_size == len(tok) + PADDING
+    ids, mask = encode(tok, GOLDEN[:2])
+    ids[0, 1] = len(tok) + PADDING - 1
+    trainer.masker(ids, mask)  # no error: a padding row of the model's embedding

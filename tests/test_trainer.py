@@ -14,7 +14,7 @@ TOKENIZER = str(Path(__file__).parent / "fixtures" / "smollm2_tokenizer")
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
-    values = dict(env="alfworld", split="valid_unseen", tiny_model=True, model=TOKENIZER, envs=2, steps=1,
+    values = dict(env="alfworld", split="valid_unseen", data="sample", tiny_model=True, model=TOKENIZER, envs=2, steps=1,
                   max_turns=2, max_new_tokens=8, micro_batch_size=2, mini_batch_size=4, run_dir=str(tmp_path / "run"),
                   actor_lr=1e-3, critic_lr=1e-3)
     values.update(overrides)
@@ -28,7 +28,7 @@ def snapshot(module):
 @pytest.mark.parametrize("env", ["alfworld", "textworld"])
 def test_one_training_step_end_to_end(tmp_path, monkeypatch, env):
     monkeypatch.setenv("HIPER_CACHE", str(tmp_path / "cache"))
-    trainer = Trainer(tiny_config(tmp_path, env=env, envs=1 if env == "textworld" else 2))
+    trainer = Trainer(tiny_config(tmp_path, env=env, envs=1 if env == "textworld" else 2, split="train"))
     actor0, critic0 = snapshot(trainer.actor), snapshot(trainer.critic.heads)
     (metrics,) = trainer.train(log=None)
     for key in ("critic_loss", "pg_loss", "entropy", "kl"):
@@ -39,7 +39,7 @@ def test_one_training_step_end_to_end(tmp_path, monkeypatch, env):
     assert any(not torch.equal(critic0[k], v) for k, v in trainer.critic.heads.state_dict().items())
     ckpt = Path(trainer.config.run_dir) / "checkpoint"
     assert (ckpt / "actor" / "model.safetensors").is_file() and (ckpt / "critic.safetensors").is_file()
-    assert (ckpt / "trainer_state.pt").is_file()
+    assert (ckpt / "trainer_state.json").is_file() and (ckpt / "MANIFEST.json").is_file()
     line = json.loads((Path(trainer.config.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
     assert line["step"] == 1 and "timings" in line and 0 < line["compiled_fraction"] < 0.05
 
@@ -65,13 +65,13 @@ def test_flat_baselines_train_end_to_end(tmp_path, estimator):
 
 
 def test_group_size_repeats_each_game():
-    from hiper.trainer import env_specs
+    from hiper.envs.registry import training_specs
 
-    specs = env_specs("alfworld", 6, "valid_unseen", 5, group_size=3)
+    specs = training_specs("alfworld", "valid_unseen", 6, 0, group_size=3, data="sample")
     games = [s.kwargs["game_file"] for s in specs]
     assert games[0] == games[1] == games[2] != games[3] == games[4] == games[5]
     with pytest.raises(ValueError, match="group_size"):
-        env_specs("alfworld", 5, "valid_unseen", 5, group_size=2)
+        training_specs("alfworld", "valid_unseen", 5, 0, group_size=2, data="sample")
     with pytest.raises(ValueError, match="group_size"):
         TrainConfig(group_size=0)
     with pytest.raises(ValueError, match="estimator"):
@@ -102,12 +102,13 @@ def test_shared_critic_trains_heads_only(tmp_path):
 
 def test_cli_train_and_eval(tmp_path, capsys):
     run = tmp_path / "cli"
-    assert main(["train", "--env", "alfworld", "--split", "valid_unseen", "--tiny-model", "true", "--model", TOKENIZER,
+    assert main(["train", "--env", "alfworld", "--split", "valid_unseen", "--data", "sample", "--tiny-model", "true",
+                 "--model", TOKENIZER,
                  "--envs", "1", "--steps", "1", "--max-turns", "2", "--max-new-tokens", "8",
                  "--run-dir", str(run)]) == 0
     assert (run / "checkpoint" / "actor").is_dir()
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(run / "checkpoint"), "--episodes", "2", "--max-turns", "2",
+    assert main(["eval", "--checkpoint", str(run / "checkpoint"), "--data", "sample", "--episodes", "2", "--max-turns", "2",
                  "--max-new-tokens", "8"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["episodes"] == 2 and 0.0 <= report["success_rate"] <= 1.0
@@ -134,7 +135,7 @@ def test_plot_and_tensorboard(tmp_path):
 @pytest.mark.slow
 def test_smollm2_training_step(tmp_path):
     """The offline default model through one step (slow: minutes on a CPU; not in CI)."""
-    trainer = Trainer(TrainConfig(env="alfworld", split="valid_unseen", envs=2, steps=1, max_turns=2,
+    trainer = Trainer(TrainConfig(env="alfworld", split="valid_unseen", data="sample", envs=2, steps=1, max_turns=2,
                                   max_new_tokens=48, run_dir=str(tmp_path / "run")))
     (metrics,) = trainer.train(log=None)
     assert torch.isfinite(torch.tensor(metrics["critic_loss"])) and metrics["rows"] > 0
@@ -142,8 +143,8 @@ def test_smollm2_training_step(tmp_path):
 
 def test_evaluation_games_spread_over_task_types():
     from hiper.envs.alfworld import SAMPLE_ROOT, task_type_of
-    from hiper.trainer import env_specs
+    from hiper.envs.registry import evaluation_specs
 
-    specs = env_specs("alfworld", 3, "valid_unseen", 5, spread=True)
+    specs = evaluation_specs("alfworld", "valid_unseen", 3, data="sample")
     types = {task_type_of(s.kwargs["game_file"]) for s in specs}
     assert len(types) == 3 and all(str(SAMPLE_ROOT) in s.kwargs["game_file"] for s in specs)

@@ -44,7 +44,7 @@ def test_weighted_spread_equals_spread_of_the_repeated_rows():
 
 def test_variance_bench_runs_on_alfworld(tmp_path, capsys):
     out = tmp_path / "variance"
-    assert main(["bench", "variance", "--tiny", "--model", TOKENIZER, "--split", "valid_unseen", "--batches", "2",
+    assert main(["bench", "variance", "--tiny", "--model", TOKENIZER, "--split", "valid_unseen", "--data", "sample", "--batches", "2",
                  "--envs", "2", "--group-size", "2", "--max-turns", "2", "--max-new-tokens", "6",
                  "--bootstrap", "50", "--out", str(out)]) == 0
     report = json.loads((out / "variance.json").read_text())

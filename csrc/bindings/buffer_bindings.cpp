@@ -5,6 +5,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/threads.h"
 #include "cpu/launchers.h"
 #include "hiper/buffer.h"
 
@@ -26,7 +27,7 @@ void append_py(TrajectoryBuffer& buf, const py::object& env_ids, const py::objec
   py::array v = checked_array(valid, "valid", Kind::kFlag, {k}, true);
   py::array s = checked_array(is_new_subgoal, "is_new_subgoal", Kind::kFlag, {k}, true);
   check_finite(r, "rewards");
-  py::gil_scoped_release release;
+  ReleaseGil release;
   buf.append(k, in_ptr<int64_t>(env), in_ptr<int64_t>(pt), in_ptr<flag_t>(pm), pt.shape(1), in_ptr<int64_t>(rt),
              in_ptr<flag_t>(rm), rt.shape(1), in_ptr<float>(r), in_ptr<flag_t>(d), in_ptr<flag_t>(v),
              in_ptr<flag_t>(s));
@@ -68,7 +69,7 @@ py::dict pack_py(const TrajectoryBuffer& buf, py::ssize_t prompt_width, py::ssiz
   p.is_new_subgoal = reinterpret_cast<flag_t*>(is_new.mutable_data());
   p.traj_offsets = traj_offsets.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     buf.pack(p);
   }
   py::dict out;
@@ -106,7 +107,7 @@ void pack_rows_py(index_t n, index_t prompt_width, index_t response_width, int64
   p.response_mask = reinterpret_cast<flag_t*>(response_mask);
   p.input_ids = reinterpret_cast<int64_t*>(input_ids);
   p.attention_mask = reinterpret_cast<flag_t*>(attention_mask);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::pack_rows(p);
 }
 

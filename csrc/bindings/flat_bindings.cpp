@@ -7,6 +7,7 @@
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
 #include "bindings/params.h"
+#include "bindings/threads.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
@@ -36,7 +37,7 @@ void turn_gae_py(const Layout& layout, const py::object& rewards, const py::obje
   p.bootstrap_truncated = bootstrap_truncated;
   p.advantages = out_ptr<float>(a);
   p.returns = out_ptr<float>(ret);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::turn_gae(p);
 }
 
@@ -62,7 +63,7 @@ void token_gae_py(const py::object& rewards, const py::object& values, const py:
   p.lam = lam;
   p.advantages = out_ptr<float>(a);
   p.returns = out_ptr<float>(ret);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::token_gae(p);
 }
 
@@ -75,7 +76,7 @@ void episode_totals_py(const Layout& layout, const py::object& rewards, const py
   p.layout = layout.view();
   p.rewards = in_ptr<float>(r);
   p.totals = out_ptr<float>(o);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::episode_totals(p);
 }
 
@@ -86,8 +87,15 @@ GroupMode parse_group_mode(const std::string& mode) {
   throw py::value_error("mode: expected 'zscore', 'center' or 'leave_one_out', got '" + mode + "'");
 }
 
+SingleSample parse_single_sample(const std::string& rule) {
+  if (rule == "keep") return SingleSample::kMeanZero;
+  if (rule == "zero") return SingleSample::kOwnScore;
+  throw py::value_error("singleton: expected 'keep' or 'zero', got '" + rule + "'");
+}
+
 void group_normalize_py(const py::object& scores, const py::object& groups, int64_t num_groups,
-                        const py::object& samples, const std::string& mode, double eps, const py::object& out) {
+                        const py::object& samples, const std::string& mode, const std::string& singleton, double eps,
+                        const py::object& out) {
   py::array s = checked_array(scores, "scores", Kind::kFloat32, {-1});
   const auto n = s.shape(0);
   py::array g = checked_array(groups, "groups", Kind::kInt64, {n});
@@ -108,9 +116,10 @@ void group_normalize_py(const py::object& scores, const py::object& groups, int6
   p.groups = gid;
   p.samples = in_ptr<flag_t>(smp);
   p.mode = parse_group_mode(mode);
+  p.single_sample = parse_single_sample(singleton);
   p.eps = eps;
   p.advantages = out_ptr<float>(o);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::group_normalize(p);
 }
 
@@ -126,7 +135,7 @@ py::tuple whiten_py(const py::object& x, const py::object& mask, double eps, con
   Moments mo;
   double var = 0.0;
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     mo = cpu::masked_moments(n * L, in_ptr<float>(a), in_ptr<flag_t>(m));
     if (mo.count > 1) var = mo.std * mo.std * static_cast<double>(mo.count) / static_cast<double>(mo.count - 1);
     cpu::whiten(n * L, in_ptr<float>(a), in_ptr<flag_t>(m), mo.mean, 1.0 / std::sqrt(var + eps), out_ptr<float>(o));
@@ -145,7 +154,9 @@ void register_flat_ops(py::module_& m) {
   m.def("episode_totals", &episode_totals_py, "layout"_a, "rewards"_a, "out"_a,
         "Every row receives the sum of its trajectory's rewards.");
   m.def("group_normalize", &group_normalize_py, "scores"_a, "groups"_a, "num_groups"_a, "samples"_a, "mode"_a,
-        "eps"_a, "out"_a, "Per-group centring / z-score / leave-one-out of per-row scores (GRPO, RLOO, GiGPO).");
+        "singleton"_a, "eps"_a, "out"_a,
+        "Per-group centring / z-score / leave-one-out of per-row scores (GRPO, RLOO, GiGPO). singleton: a group with "
+        "one sample keeps its score ('keep': mean 0) or gets 0 ('zero': its own score is the mean).");
   m.def("whiten", &whiten_py, "x"_a, "mask"_a, "eps"_a, "out"_a,
         "verl's masked_whiten into `out` (0 outside the mask). Returns (count, mean, unbiased var).");
 }

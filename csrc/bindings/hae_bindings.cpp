@@ -6,6 +6,7 @@
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
 #include "bindings/params.h"
+#include "bindings/threads.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
@@ -94,7 +95,7 @@ void shape_rewards_py(const Layout& layout, const py::object& rewards, const py:
   const ShapingParams p = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed,
                                          keep_penalty, keep_penalty_mode, invalid_action_penalty_coef,
                                          keep_consistency_penalty, out);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::shape_rewards(p);
 }
 
@@ -106,7 +107,7 @@ void hae_py(const Layout& layout, const py::object& rewards, const py::object& d
   if (rewards.is_none()) throw py::type_error("rewards: expected an array, got None");
   const HAEParams p = hae_params(layout, rewards, dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg,
                                  bootstrap_truncated, adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::hae(p);
 }
 
@@ -136,7 +137,7 @@ py::tuple hae_pipeline_py(const Layout& layout, const py::object& rewards, const
   p.is_boundary = layout.is_boundary.data();
   PipelineStats stats;
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     stats = cpu::hae_pipeline(p);
   }
   auto as_tuple = [](const Moments& m) { return py::make_tuple(m.count, m.mean, m.std); };
@@ -154,7 +155,7 @@ void run_subgoal_changed(const Layout& layout, py::ssize_t L, const py::array& t
   p.response_mask = in_ptr<flag_t>(resp);
   p.requires_both = requires_both;
   p.changed = out_ptr<flag_t>(out);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::subgoal_changed<token_t>(p);
 }
 
@@ -177,7 +178,7 @@ py::tuple masked_moments_py(const py::object& x, const py::object& include) {
   py::array inc = checked_array(include, "include", Kind::kFlag, {a.shape(0)}, true);
   Moments mo;
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     mo = cpu::masked_moments(a.shape(0), in_ptr<float>(a), in_ptr<flag_t>(inc));
   }
   return py::make_tuple(mo.count, mo.mean, mo.std);
@@ -193,7 +194,7 @@ void normalize_py(const py::object& x, const py::object& include, double mean, d
   Moments mo;
   mo.mean = mean;
   mo.std = std;
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::normalize(n, in_ptr<float>(a), in_ptr<flag_t>(inc), mo, eps, out_ptr<float>(o));
 }
 

@@ -4,6 +4,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/threads.h"
 #include "hiper/layout.h"
 
 namespace hiper::bindings {
@@ -24,7 +25,7 @@ std::shared_ptr<Layout> build_layout_py(const py::object& traj_ids, const py::ob
   py::array sw = checked_array(is_new_subgoal, "is_new_subgoal", Kind::kFlag, {n}, /*optional=*/true);
   auto layout = std::make_shared<Layout>();
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     *layout = build_layout(n, in_ptr<int64_t>(ids), in_ptr<int64_t>(turns), in_ptr<flag_t>(sw));
   }
   return layout;

@@ -9,6 +9,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/threads.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
@@ -112,7 +113,7 @@ class SpanMasker {
     p.value_mask_term = out_ptr<flag_t>(outs[5]);
     p.is_new_subgoal = out_ptr<flag_t>(is_new);
     p.invalid_at = invalid_at;
-    py::gil_scoped_release release;
+    ReleaseGil release;
     if (by_tokens)
       cpu::span_masks_by_tokens<token_t>(p);
     else

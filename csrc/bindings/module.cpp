@@ -26,6 +26,7 @@ PYBIND11_MODULE(_C, m) {
   hiper::bindings::register_factorize(m);
   hiper::bindings::register_masker(m);
   hiper::bindings::register_buffer(m);
+  hiper::bindings::register_threads(m);
   hiper::bindings::register_cuda_layout(m);
   hiper::bindings::register_cuda_hae_ops(m);
   hiper::bindings::register_cuda_token_ops(m);

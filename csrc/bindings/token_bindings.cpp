@@ -1,6 +1,7 @@
 // Bindings of the (N, L) passes: the per-row mask scan and the token-level outputs.
 #include "bindings/arrays.h"
 #include "bindings/ops.h"
+#include "bindings/threads.h"
 #include "cpu/launchers.h"
 
 namespace hiper::bindings {
@@ -48,7 +49,7 @@ py::dict row_scan_py(const py::object& response_mask, const py::object& action_m
     p.value_at[h] = at[h];
   }
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     cpu::row_scan(p);
   }
   py::dict out;
@@ -127,7 +128,7 @@ void token_outputs_py(const py::object& response_mask, const py::object& action_
   p.hi_mask = out_ptr<flag_t>(o_hi);
   p.term_mask = out_ptr<flag_t>(o_te);
   p.loss_mask = out_ptr<flag_t>(o_loss);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   cpu::token_outputs(p);
 }
 

@@ -1,7 +1,7 @@
 // CPU launchers for reward shaping, HAE and the subgoal-consistency flags: one trajectory per
-// iteration. A turn costs ~10 ns (a chain of dependent multiply-adds); waking the thread pool
-// costs tens of microseconds, so threads start paying from ~16k turns (work = 2 per turn
-// against the 32k grain).
+// iteration. A turn costs ~10 ns (a chain of dependent multiply-adds); waking a worker of the
+// thread pool costs tens of microseconds, so threads start paying from ~30k turns (work = 2
+// per turn against the 64k grain of parallel.h).
 #include "cpu/launchers.h"
 #include "cpu/parallel.h"
 

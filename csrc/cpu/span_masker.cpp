@@ -1,6 +1,6 @@
 // CPU launcher of the span masker (see hiper/span_masker.h): one row per iteration, each
-// thread with its own text buffer; the per-row code after the tag search is the header's,
-// shared with the CUDA kernel. Rows are independent, so they are split over threads.
+// chunk of rows with its own text buffer; the per-row code after the tag search is the
+// header's, shared with the CUDA kernel. Rows are independent, so they are split over threads.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -86,20 +86,11 @@ void mask_row(const SpanMaskParams<token_t>& p, index_t i, RowScratch& s) {
 
 template <typename token_t>
 void span_masks(const SpanMaskParams<token_t>& p) {
-  const index_t grain_work = p.num_rows * p.length;
-#if defined(HIPER_WITH_OPENMP)
-  if (grain_work >= kParallelGrain) {
-#pragma omp parallel
-    {
-      RowScratch scratch;
-#pragma omp for schedule(dynamic, 64)
-      for (index_t i = 0; i < p.num_rows; ++i) mask_row(p, i, scratch);
-    }
-    return;
-  }
-#endif
-  RowScratch scratch;
-  for (index_t i = 0; i < p.num_rows; ++i) mask_row(p, i, scratch);
+  // A scratch per chunk of rows: its buffers grow to the chunk's longest row and are reused.
+  parallel_for_ranges(p.num_rows, p.num_rows * p.length, [&p](index_t begin, index_t end) {
+    RowScratch scratch;
+    for (index_t i = begin; i < end; ++i) mask_row(p, i, scratch);
+  });
 }
 
 // The CUDA kernel's row algorithm (mask_row_by_tokens) on the host, for tests: the same

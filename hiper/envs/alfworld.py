@@ -1,11 +1,11 @@
 """ALFWorld (text engine): the paper's benchmark.
 
 Games are `game.tw-pddl` files under `<data>/json_2.1.1/<split>/<task folder>/<trial>/`. The
-data root is, in order: the `data_root` argument, `$ALFWORLD_DATA`, or the small sample
-shipped with hiper (`hiper/envs/data/alfworld_sample`: one game per task type of the train and
-valid_unseen splits). Point
-`ALFWORLD_DATA` at ALFWorld's official download (`alfworld-download`), or unpack the
-archive of game files with `hiper.envs.alfworld.prepare_data(archive, dest)`.
+data root is the `data` argument (a directory holding json_2.1.1/, or "sample" for the small
+sample shipped with hiper: one game per task type of the train and valid_unseen splits), else
+`$ALFWORLD_DATA`. Nothing falls back to the sample silently: with neither, `resolve_data` says
+how to unpack the full data (`hiper prepare-data ARCHIVE DEST`, which calls
+`prepare_data(archive, dest)`, or ALFWorld's own `alfworld-download`).
 
 Reward: 10 on the step that reaches the goal (`info["won"]`), else 0 (SPEC §2.5). The task type of every game
 (pick_and_place_simple, look_at_obj_in_light, ...) is read from its folder name, so success
@@ -17,7 +17,6 @@ import json
 import os
 import re
 import tarfile
-import warnings
 from pathlib import Path
 
 from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
@@ -31,18 +30,31 @@ _TASK_PREFIX = "Your task is to: "
 WIN_REWARD = 10.0  # the reward of the winning step, as in the HiPER setup (SPEC §2.5)
 
 
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The directory holding json_2.1.1/: `root`, else $ALFWORLD_DATA when it holds one, else
-    the packaged sample. (Importing the alfworld package sets ALFWORLD_DATA to
-    ~/.cache/alfworld when unset, whether or not anything was downloaded there.)"""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("ALFWORLD_DATA")
-    if env and (Path(env) / "json_2.1.1").is_dir():
-        return Path(env)
-    if env and Path(env).resolve() != (Path.home() / ".cache" / "alfworld").resolve():
-        warnings.warn(f"ALFWORLD_DATA={env} holds no json_2.1.1/; using hiper's sample games", stacklevel=2)
-    return SAMPLE_ROOT
+def _auto_default() -> Path:
+    """Where importing the alfworld package points ALFWORLD_DATA when it is unset (whether or
+    not anything was downloaded there): not a choice the user made."""
+    return (Path.home() / ".cache" / "alfworld").resolve()
+
+
+def resolve_data(data: str | os.PathLike | None = None) -> Path:
+    """The directory holding json_2.1.1/: `data` ("sample": the packaged sample), else
+    $ALFWORLD_DATA. Raises FileNotFoundError naming what was looked at, and how to get the data."""
+    if data is not None and str(data) == "sample":
+        return SAMPLE_ROOT
+    if data is not None and str(data) != "":
+        root, name = Path(data), f"data: {data}"
+    else:
+        env = os.environ.get("ALFWORLD_DATA")
+        if not env or (Path(env).resolve() == _auto_default() and not (Path(env) / "json_2.1.1").is_dir()):
+            raise FileNotFoundError(
+                "ALFWORLD_DATA: not set. Unpack ALFWorld's game files with `hiper prepare-data ARCHIVE DEST` "
+                "(ARCHIVE: e.g. alfworld_tw-pddl_all_splits.tar.xz) and export the ALFWORLD_DATA it prints, or "
+                "choose hiper's 12 packaged sample games explicitly with --data sample")
+        root, name = Path(env), f"ALFWORLD_DATA: {env}"
+    if not (root / "json_2.1.1").is_dir():
+        raise FileNotFoundError(f"{name} holds no json_2.1.1/ directory (point it at the directory that "
+                                "`hiper prepare-data` printed, or use --data sample)")
+    return root
 
 
 def task_type_of(game_file: str | os.PathLike) -> str:
@@ -83,19 +95,23 @@ def prepare_data(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 def list_games(split: str = "valid_unseen", root: str | os.PathLike | None = None,
                task_types: tuple[str, ...] | None = None) -> list[Path]:
-    """Sorted game files of a split. Raises FileNotFoundError saying where it looked."""
+    """Sorted game files of a split under `root` (see `resolve_data`). Raises FileNotFoundError
+    saying where it looked."""
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    base = data_root(root)
+    base = resolve_data(root)
     games = sorted((base / "json_2.1.1" / split).glob("*/*/game.tw-pddl"))
     if task_types is not None:
+        unknown = sorted(set(task_types) - set(TASK_TYPES))
+        if unknown:
+            raise ValueError(f"tasks: unknown ALFWorld task types {unknown}; expected some of {', '.join(TASK_TYPES)}")
         games = [g for g in games if task_type_of(g) in task_types]
     if not games:
         sample = " (hiper's sample holds a few train and valid_unseen games only)" if base == SAMPLE_ROOT else ""
         raise FileNotFoundError(
             f"no ALFWorld games for split {split!r} under {base / 'json_2.1.1' / split}{sample}. Set ALFWORLD_DATA "
-            "to the directory holding json_2.1.1/ (ALFWorld's download, or hiper.envs.alfworld.prepare_data(archive, "
-            "dest) on an archive of the game files)")
+            "to the directory holding json_2.1.1/ (ALFWorld's download, or `hiper prepare-data ARCHIVE DEST` on an "
+            "archive of the game files)")
     return games
 
 

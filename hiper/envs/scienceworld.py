@@ -12,6 +12,44 @@ from __future__ import annotations
 from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
 
 
+SPLITS = ("train", "dev", "test")
+
+
+def variations(task: str, split: str) -> list[int]:
+    """The variations of `task` in ScienceWorld's own train / dev / test lists (disjoint).
+
+    Asking needs the Java simulator (seconds), so the lists of every task are read once and
+    cached in $HIPER_CACHE/scienceworld/variations-<version>.json."""
+    import json
+    from importlib.metadata import version
+
+    from hiper.envs.registry import cache_file, write_json_atomic
+
+    if split not in SPLITS:
+        raise ValueError(f"split: ScienceWorld has the splits {', '.join(SPLITS)}; got {split!r}")
+    path = cache_file(f"scienceworld/variations-{version('scienceworld')}.json")
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    if task not in table:
+        table[task] = _read_variations(task)
+        write_json_atomic(path, table)
+    return list(table[task][split])
+
+
+def _read_variations(task: str) -> dict[str, list[int]]:
+    from scienceworld import ScienceWorldEnv as Backend
+
+    env = Backend("", envStepLimit=10)
+    try:
+        names = list(env.get_task_names())
+        if task not in names:
+            raise ValueError(f"tasks: unknown ScienceWorld task {task!r}; expected one of {', '.join(names)}")
+        env.load(task, 0, "easy")
+        return {"train": env.get_variations_train(), "dev": env.get_variations_dev(),
+                "test": env.get_variations_test()}
+    finally:
+        env.close()
+
+
 def task_names() -> list[str]:
     from scienceworld import ScienceWorldEnv
 

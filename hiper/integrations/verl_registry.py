@@ -31,7 +31,6 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -85,53 +84,38 @@ def compute_advantage(data: Any, config: HAEConfig | None = None, tokenizer=None
     """HAE on a verl DataProto (or anything with .batch / .non_tensor_batch), in place."""
     import torch
 
-    from hiper.integrations.verl import compute_hae_advantage, span_masker_for
-    from hiper.masks import segment_starts
+    from hiper.integrations.hae_view import OUTPUT_KEYS, hae_for_responses
+    from hiper.integrations.verl import span_masker_for
 
-    cfg = config or HAEConfig()
     batch, meta = data.batch, data.non_tensor_batch
     for key in ("responses", "response_mask", "token_level_rewards"):
         if key not in batch.keys():
             raise KeyError(f"data.batch[{key!r}] is required by {ESTIMATOR}")
     responses, response_mask = batch["responses"], batch["response_mask"].bool()
     n = responses.shape[0]
-    device = responses.device
-    traj = np.asarray(meta["traj_uid"]) if "traj_uid" in meta else np.arange(n)
-    turn = np.asarray(meta["turn_idx"], dtype=np.int64) if "turn_idx" in meta else np.zeros(n, np.int64)
-    dones = np.asarray(meta["dones"], dtype=bool) if "dones" in meta else np.ones(n, bool)
-    rewards = (batch["token_level_rewards"].float() * response_mask).sum(dim=1).cpu().numpy()
-
     masker = span_masker_for(tokenizer if tokenizer is not None else default_tokenizer())
-    spans = masker(responses.cpu(), response_mask.cpu(), include_tags=True)
-    boundary = segment_starts(traj, turn, spans.is_new_subgoal.numpy())
-    vmasks = masker(responses.cpu(), response_mask.cpu(), is_boundary=boundary,
-                    outputs=("value_mask_high", "value_mask_low", "value_mask_term"))
     keys = set(batch.keys())
     if {"value_low", "value_high"} <= keys:
-        heads = {h: batch[f"value_{h}"] for h in ("low", "high", "term") if f"value_{h}" in keys}
+        values = {h: batch[f"value_{h}"] for h in ("low", "high", "term") if f"value_{h}" in keys}
     elif "values" in keys:
-        heads = {h: batch["values"] for h in ("low", "high", "term")}
+        values = batch["values"]  # verl's single value head: shared by the three HAE values
     else:
         raise KeyError(f"data.batch: {ESTIMATOR} needs critic values ('values', or 'value_low' and 'value_high'); "
                        "set critic.enable=True")
-    view = SimpleNamespace(
-        batch={"responses": responses.cpu(), "response_mask": response_mask.cpu(),
-               **{f"value_{h}": v.detach().float().cpu() for h, v in heads.items()},
-               "value_mask_low": vmasks.value_mask_low, "value_mask_high": vmasks.value_mask_high,
-               **({"value_mask_term": vmasks.value_mask_term} if "term" in heads else {})},
-        non_tensor_batch={"traj_uid": traj, "turn_idx": turn, "dones": dones,
-                          "switch": spans.is_new_subgoal.numpy(), "rewards": rewards,
-                          **({"is_action_valid": np.asarray(meta["is_action_valid"], dtype=np.float32)}
-                             if "is_action_valid" in meta else {})})
-    compute_hae_advantage(view, cfg, spans.action_mask, spans.subgoal_mask, spans.switch_mask)
-    out = view.batch
+    hae = hae_for_responses(
+        responses, response_mask, values, masker=masker, config=config or HAEConfig(),
+        traj_ids=meta["traj_uid"] if "traj_uid" in meta else np.arange(n),  # else: one-turn trajectories
+        turn_idx=meta["turn_idx"] if "turn_idx" in meta else np.zeros(n, np.int64),
+        dones=meta["dones"] if "dones" in meta else np.ones(n, bool),
+        rewards=(batch["token_level_rewards"].float() * response_mask).sum(dim=1).cpu(),
+        is_action_valid=meta.get("is_action_valid"))
+    out = hae.outputs
     # A single value head regresses every response token: give each token its turn's R^L.
     turn_return = out["returns_low"].sum(dim=1, keepdim=True)
     returns = turn_return * response_mask.cpu()
-    for key in ("advantages", "advantages_low", "advantages_high", "advantages_term", "returns_low", "returns_high",
-                "returns_term", "hae_lo_mask", "hae_hi_mask", "hae_term_mask"):
-        batch[key] = out[key].to(device)
-    batch["returns"] = returns.to(device, torch.float32)
+    for key in OUTPUT_KEYS:
+        batch[key] = out[key].to(responses.device)
+    batch["returns"] = returns.to(responses.device, torch.float32)
     return data
 
 

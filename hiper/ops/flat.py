@@ -8,6 +8,7 @@ same per-turn rows and trajectory layout as HAE, backed by the compiled core.
                         reward manager, which every flat baseline of the paper uses)
     group_advantages    GRPO (z-score), RLOO (leave-one-out) and plain centring per group
     gigpo_advantages    GiGPO: episode groups plus step groups keyed by identical observations
+    gigpo_step_returns  GiGPO's step returns (discounted, minus the invalid-action penalty)
 
 Arguments are numpy arrays or CPU torch tensors; results come back in the caller's
 framework, float32, row-aligned with the input. Recurrences and statistics run in float64.
@@ -77,14 +78,21 @@ def token_gae(token_rewards: Any, values: Any, response_mask: Any, *, gamma: flo
 
 def masked_whiten(x: Any, mask: Any, *, eps: float = 1e-8):
     """verl's `masked_whiten`: (x - mean) / sqrt(var + eps) with the mean and the unbiased
-    variance over the masked elements of the whole (N, L) batch; 0 outside the mask (verl
-    leaves values there that no loss reads). Fewer than two masked elements: variance 0."""
-    a = to_numpy(x, "x", FLOAT32, ndim=2)
-    m = to_numpy(mask, "mask", BOOL, ndim=2)
+    variance over the masked elements of the whole batch; 0 outside the mask (verl leaves
+    values there that no loss reads). Fewer than two masked elements: variance 0.
+
+    x, mask: (N, L) token values (PPO's advantages), or (N,) per-turn values (turn-level
+    GAE's advantages, whitened over turns).
+    """
+    a = to_numpy(x, "x", FLOAT32)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"x: expected shape (N,) or (N, L), got {tuple(a.shape)}")
+    m = to_numpy(mask, "mask", BOOL)
     if m.shape != a.shape:
         raise ValueError(f"mask: expected shape {tuple(a.shape)} like x, got {tuple(m.shape)}")
     result, view = Allocator(x).empty(a.shape, FLOAT32)
-    _C.whiten(a, m, float(eps), view)
+    as_rows = a.shape if a.ndim == 2 else (a.shape[0], 1)  # the core takes (N, L); (N,) is (N, 1)
+    _C.whiten(a.reshape(as_rows), m.reshape(as_rows), float(eps), view.reshape(as_rows))
     return result
 
 
@@ -116,51 +124,78 @@ def _dense_groups(groups: Any, name: str) -> tuple[np.ndarray, int]:
     return dense.astype(np.int64, copy=False).reshape(-1), int(uniques.size)
 
 
-def group_advantages(scores: Any, groups: Any, *, mode: str = "grpo", samples: Any = None, eps: float = 1e-6):
+def group_advantages(scores: Any, groups: Any, *, mode: str = "grpo", samples: Any = None, eps: float = 1e-6,
+                     singleton: str = "keep"):
     """Per-row advantages from per-group statistics of per-row scores.
 
     groups: (N,) group of every row (integers or any hashables), e.g. the prompt / game
         uid shared by the n rollouts of one task.
     mode: "grpo" ((x - mean) / (std + eps), unbiased std), "rloo" (n/(n-1) (x - mean): x
-        minus the mean of the other samples) or "center" (x - mean). A group with a single
-        sample keeps x (divided by 1 + eps under "grpo"), as verl does.
+        minus the mean of the other samples) or "center" (x - mean).
     samples: (N,) bool rows entering the statistics (None: all; `first_turns(layout)`: one
         sample per trajectory). Every row receives an advantage.
+    singleton: a group with a single sample either keeps x ("keep": mean 0 and std 1, so x
+        is divided by 1 + eps under "grpo"), as verl's GRPO and RLOO do, or gets 0 ("zero":
+        its own score is the mean), as GiGPO's step groups do.
     """
     if mode not in _GROUP_MODES:
         raise ValueError(f"mode: expected one of {sorted(_GROUP_MODES)}, got {mode!r}")
+    if singleton not in ("keep", "zero"):
+        raise ValueError(f"singleton: expected 'keep' or 'zero', got {singleton!r}")
     s = to_numpy(scores, "scores", FLOAT32, ndim=1)
     dense, num_groups = _dense_groups(groups, "groups")
     if dense.shape[0] != s.shape[0]:
         raise ValueError(f"groups: expected {s.shape[0]} rows like scores, got {dense.shape[0]}")
     smp = optional_numpy(samples, "samples", BOOL, ndim=1)
     result, view = Allocator(scores).empty(s.shape, FLOAT32)
-    _C.group_normalize(s, dense, num_groups, smp, _GROUP_MODES[mode], float(eps), view)
+    _C.group_normalize(s, dense, num_groups, smp, _GROUP_MODES[mode], singleton, float(eps), view)
     return result
+
+
+def gigpo_step_returns(layout: TrajectoryLayout, step_rewards: Any, dones: Any, *, gamma: float = 0.95,
+                       step_penalty: Any = None):
+    """GiGPO's per-turn step returns, (N,) float32: the discounted return-to-go of
+    `step_rewards` (per-turn environment rewards, discount `gamma`), minus each turn's own
+    `step_penalty` (N,), which is not discounted into earlier turns. This is the authors'
+    order: `compute_step_discounted_returns` on the raw rewards, then
+    `apply_invalid_action_penalty` subtracting coef * (1 - is_action_valid) from each row's
+    step return. None: no penalty."""
+    returns = turn_gae(layout, step_rewards, dones, None, gamma=gamma, lam=1.0).returns
+    if step_penalty is None:
+        return returns
+    penalty = to_numpy(step_penalty, "step_penalty", FLOAT32, ndim=1)
+    check_rows(layout, penalty, "step_penalty")
+    if not np.isfinite(penalty).all():
+        raise ValueError("step_penalty: contains NaN or infinity")
+    out = to_numpy(returns, "returns", FLOAT32)  # a view of the fresh result, in place
+    np.subtract(out, penalty, out=out)
+    return returns
 
 
 def gigpo_advantages(layout: TrajectoryLayout, scores: Any, step_rewards: Any, dones: Any, groups: Any,
                      anchors: Any, *, gamma: float = 0.95, step_weight: float = 1.0, mode: str = "mean_norm",
-                     eps: float = 1e-6, samples: Any = None):
+                     eps: float = 1e-6, samples: Any = None, step_penalty: Any = None):
     """GiGPO: A = A_episode + step_weight * A_step, (N,) float32.
 
     A_episode: `scores` (each turn's episode score) normalised within its episode group.
-    A_step: the discounted return-to-go of `step_rewards` (per-turn environment rewards,
-    discount `gamma`) normalised within its step group: the turns of one episode group
-    whose observations (`anchors`, any hashables such as the observation text) are
-    identical. Grouping is a hash, not the authors' pairwise comparison: linear in N.
+    A_step: the step returns (`gigpo_step_returns`: discounted return-to-go of the per-turn
+    environment rewards `step_rewards`, minus `step_penalty`, e.g. the invalid-action
+    penalty coef * (1 - is_action_valid)) normalised within its step group: the turns of
+    one episode group whose observations (`anchors`, any hashables such as the observation
+    text) are identical. A turn alone in its step group gets A_step = 0 (its own return is
+    the mean). Grouping is a hash, not the authors' pairwise comparison: linear in N.
     mode: "mean_norm" (centre) or "mean_std_norm" (z-score), for both levels.
     """
-    step_return = turn_gae(layout, step_rewards, dones, None, gamma=gamma, lam=1.0).returns
+    step_return = gigpo_step_returns(layout, step_rewards, dones, gamma=gamma, step_penalty=step_penalty)
     return gigpo_combine(scores, step_return, groups, anchors, step_weight=step_weight, mode=mode, eps=eps,
                          samples=samples)
 
 
 def gigpo_combine(scores: Any, step_returns: Any, groups: Any, anchors: Any, *, step_weight: float = 1.0,
                   mode: str = "mean_norm", eps: float = 1e-6, samples: Any = None):
-    """GiGPO from per-turn step returns already computed (`gigpo_advantages` minus the
-    return recursion): the part that needs every row of a group, so a data-parallel
-    trainer runs it on the rows gathered from all ranks."""
+    """GiGPO from per-turn step returns already computed (`gigpo_step_returns`): the part
+    that needs every row of a group, so a data-parallel trainer runs it on the rows
+    gathered from all ranks."""
     if mode not in ("mean_norm", "mean_std_norm"):
         raise ValueError(f"mode: expected 'mean_norm' or 'mean_std_norm', got {mode!r}")
     episode = group_advantages(scores, groups, mode=mode, samples=samples, eps=eps)
@@ -169,7 +204,7 @@ def gigpo_combine(scores: Any, step_returns: Any, groups: Any, anchors: Any, *, 
     if anchor_codes.shape[0] != group_codes.shape[0]:
         raise ValueError(f"anchors: expected {group_codes.shape[0]} rows like groups, got {anchor_codes.shape[0]}")
     step_groups = group_codes * max(num_anchors, 1) + anchor_codes
-    step = group_advantages(step_returns, step_groups, mode=mode, eps=eps)
+    step = group_advantages(step_returns, step_groups, mode=mode, eps=eps, singleton="zero")
     return episode + float(step_weight) * step
 
 

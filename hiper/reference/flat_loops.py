@@ -62,17 +62,17 @@ def token_gae_unmasked(token_rewards, values, response_mask, *, gamma=1.0, lam=1
 
 
 def masked_whiten(x, mask, eps=1e-8):
-    vals = [float(x[i][j]) for i in range(len(x)) for j in range(len(x[i])) if mask[i][j]]
-    out = np.zeros(np.shape(x))
-    if not vals:
-        return out
-    mean = sum(vals) / len(vals)
-    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
-    for i in range(len(x)):
-        for j in range(len(x[i])):
-            if mask[i][j]:
-                out[i, j] = (float(x[i][j]) - mean) / math.sqrt(var + eps)
-    return out
+    """verl's masked_whiten over every masked element, of (N, L) tokens or (N,) turns."""
+    flat_x, flat_mask = np.ravel(x), np.ravel(mask)
+    vals = [float(v) for v, m in zip(flat_x, flat_mask) if m]
+    out = np.zeros(len(flat_x))
+    if vals:
+        mean = sum(vals) / len(vals)
+        var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
+        for k, (v, m) in enumerate(zip(flat_x, flat_mask)):
+            if m:
+                out[k] = (float(v) - mean) / math.sqrt(var + eps)
+    return out.reshape(np.shape(x))
 
 
 def episode_returns(traj_ids, turn_idx, rewards):
@@ -84,8 +84,10 @@ def episode_returns(traj_ids, turn_idx, rewards):
     return out
 
 
-def group_advantages(scores, groups, mode="grpo", samples=None, eps=1e-6):
-    """verl's compute_grpo_outcome_advantage / compute_rloo_outcome_advantage on per-row scores."""
+def group_advantages(scores, groups, mode="grpo", samples=None, eps=1e-6, singleton="keep"):
+    """verl's compute_grpo_outcome_advantage / compute_rloo_outcome_advantage on per-row scores.
+    A single-sample group has mean 0 ("keep", verl) or its sample's score ("zero", GiGPO's
+    step_norm_reward), and std 1."""
     id2score = defaultdict(list)
     for i, g in enumerate(groups):
         if samples is None or samples[i]:
@@ -95,7 +97,8 @@ def group_advantages(scores, groups, mode="grpo", samples=None, eps=1e-6):
         vals = id2score.get(g, [])
         n = len(vals)
         if n <= 1:
-            mean, std = 0.0, 1.0
+            mean = vals[0] if singleton == "zero" and vals else 0.0
+            std = 1.0
         else:
             mean = sum(vals) / n
             std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
@@ -103,7 +106,7 @@ def group_advantages(scores, groups, mode="grpo", samples=None, eps=1e-6):
         if mode == "grpo":
             out[i] = (x - mean) / (std + eps)
         elif mode == "rloo":
-            out[i] = x * n / (n - 1) - mean * n / (n - 1) if n > 1 else x
+            out[i] = x * n / (n - 1) - mean * n / (n - 1) if n > 1 else x - mean
         elif mode == "center":
             out[i] = x - mean
         else:
@@ -112,9 +115,15 @@ def group_advantages(scores, groups, mode="grpo", samples=None, eps=1e-6):
 
 
 def gigpo_advantages(traj_ids, turn_idx, scores, step_rewards, dones, groups, anchors, *, gamma=0.95,
-                     step_weight=1.0, mode="mean_norm", eps=1e-6):
+                     step_weight=1.0, mode="mean_norm", eps=1e-6, step_penalty=None):
+    """The authors' GiGPO: step returns discounted first, then each row's own penalty
+    subtracted (apply_invalid_action_penalty on step_rewards); step groups of one turn
+    score 0 (step_norm_reward)."""
     how = "center" if mode == "mean_norm" else "grpo"
     episode = group_advantages(scores, groups, how, eps=eps)
     _, step_return = turn_gae(traj_ids, turn_idx, step_rewards, dones, None, gamma=gamma, lam=1.0)
+    if step_penalty is not None:
+        for row in range(len(step_return)):
+            step_return[row] -= float(step_penalty[row])
     step_groups = [(g, a) for g, a in zip(groups, anchors)]
-    return episode + step_weight * group_advantages(step_return, step_groups, how, eps=eps)
+    return episode + step_weight * group_advantages(step_return, step_groups, how, eps=eps, singleton="zero")

@@ -80,8 +80,9 @@ def episode_returns(lay: TorchLayout, rewards):
     return _unsort(lay, totals.index_select(0, lay.traj_of))
 
 
-def group_advantages(scores, groups, mode: str, samples=None, eps: float = 1e-6):
-    """GRPO ("grpo"), RLOO ("rloo") or centring ("center") per group; groups dense int64."""
+def group_advantages(scores, groups, mode: str, samples=None, eps: float = 1e-6, singleton: str = "keep"):
+    """GRPO ("grpo"), RLOO ("rloo") or centring ("center") per group; groups dense int64.
+    A single-sample group has mean 0 ("keep") or its sample's score ("zero"), and std 1."""
     s = scores.double()
     w = torch.ones_like(s) if samples is None else samples.double()
     num = int(groups.max()) + 1 if groups.numel() else 0
@@ -91,21 +92,25 @@ def group_advantages(scores, groups, mode: str, samples=None, eps: float = 1e-6)
     std = torch.sqrt(sq / (count - 1).clamp_min(1))
     n = count.index_select(0, groups)
     single = n <= 1
-    mu = torch.where(single, 0.0, mean.index_select(0, groups))
+    row_mean = mean.index_select(0, groups)
+    mu = torch.where(single, 0.0, row_mean) if singleton == "keep" else row_mean
     if mode == "grpo":
         return (s - mu) / (torch.where(single, 1.0, std.index_select(0, groups)) + eps)
     if mode == "rloo":
-        return torch.where(single, s, (s - mu) * n / (n - 1).clamp_min(1))
+        return torch.where(single, s - mu, (s - mu) * n / (n - 1).clamp_min(1))
     if mode == "center":
         return s - mu
     raise ValueError(f"mode: unknown {mode!r}")
 
 
 def gigpo_advantages(lay: TorchLayout, scores, step_rewards, dones, groups, anchors, gamma: float,
-                     step_weight: float, mode: str, eps: float = 1e-6):
-    """groups and anchors: dense int64 codes."""
+                     step_weight: float, mode: str, eps: float = 1e-6, step_penalty=None):
+    """groups and anchors: dense int64 codes; step_penalty: (N,) subtracted from each turn's
+    own discounted step return (None: none)."""
     how = "center" if mode == "mean_norm" else "grpo"
     episode = group_advantages(scores, groups, how, eps=eps)
     _, step_return = turn_gae(lay, step_rewards, dones, None, gamma, 1.0, False)
+    if step_penalty is not None:
+        step_return = step_return - step_penalty.double()
     step_groups = torch.unique(groups * (int(anchors.max()) + 1) + anchors, return_inverse=True)[1]
-    return episode + step_weight * group_advantages(step_return, step_groups, how, eps=eps)
+    return episode + step_weight * group_advantages(step_return, step_groups, how, eps=eps, singleton="zero")

@@ -33,6 +33,7 @@ ALL = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--data", default=None, help="ALFWorld data root, or 'sample' (default: $ALFWORLD_DATA)")
     parser.add_argument("--batches", type=int, default=4, help="K independent rollout batches (>= 2)")
     parser.add_argument("--envs", type=int, default=4, help="environments per batch")
     parser.add_argument("--group-size", type=int, default=2, help="rollouts per game (GRPO/RLOO/GiGPO groups)")
@@ -107,7 +108,8 @@ def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarra
         credit[name] = (adv.float(), mask.float(), max(float(mask.sum()), 1.0))
     sums = {name: [torch.zeros_like(p) for p in params] for name in estimators}
     for sl in trainer._chunks(batch.num_rows):
-        logp = response_logprobs(trainer.actor, batch.input_ids[sl], batch.attention_mask[sl], R)
+        logp = response_logprobs(trainer.actor, batch.input_ids[sl], batch.attention_mask[sl], R,
+                                 temperature=trainer.config.temperature)
         for i, name in enumerate(estimators):
             adv, mask, count = credit[name]
             # -d/dtheta of the token-mean surrogate; at ratio 1 PPO's clipped loss has this gradient.
@@ -124,7 +126,8 @@ def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarra
 def run(args: argparse.Namespace) -> int:
     from hiper.envs import EnvPool
     from hiper.rollout import RolloutEngine
-    from hiper.trainer import Trainer, TrainConfig, env_specs
+    from hiper.envs.registry import training_specs
+    from hiper.trainer import Trainer, TrainConfig
 
     estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
     bad = [e for e in estimators if e not in ALL]
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batches < 2:
         raise SystemExit("--batches: need at least 2 batches to measure a spread")
     t0 = time.perf_counter()
-    config = TrainConfig(env=args.env, split=args.split, envs=args.envs, group_size=args.group_size,
+    config = TrainConfig(env=args.env, split=args.split, data=args.data or "", envs=args.envs, group_size=args.group_size,
                          max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, model=args.model,
                          tiny_model=args.tiny, micro_batch_size=args.micro_batch_size, kl_coef=0.0,
                          gradient_checkpointing=False, seed=args.seed, estimator="hae")
@@ -147,11 +150,10 @@ def run(args: argparse.Namespace) -> int:
 
     per_batch: dict[str, list[np.ndarray]] = {name: [] for name in estimators}
     batches_info = []
-    tasks = args.envs // args.group_size
     for k in range(args.batches):
         t = time.perf_counter()
-        specs = env_specs(args.env, args.envs, args.split, args.max_turns, offset=k * tasks,
-                          group_size=args.group_size)
+        specs = training_specs(args.env, args.split, args.envs, k, seed=args.seed, group_size=args.group_size,
+                               **config.game_options())
         with EnvPool(specs) as pool:
             rollout = RolloutEngine(trainer.actor, trainer.tokenizer, pool, config.rollout_config()).run()
         t_roll = time.perf_counter() - t

@@ -10,7 +10,8 @@
 //                     skipping tokens outside the response mask (their rewards and values are
 //                     never read), no bootstrap past the row's last token.
 //   group statistics  GRPO / RLOO / GiGPO: per-group mean and (unbiased) std of a per-row score
-//                     over the rows flagged as samples, then a per-row centring or z-score.
+//                     over the rows flagged as samples, then a per-row centring or z-score
+//                     (a single-sample group's statistics: see SingleSample).
 //   episode totals    each row receives the sum of its trajectory's rewards (the "episode"
 //                     reward manager that scores every turn of a baseline with the episode
 //                     reward).
@@ -110,12 +111,18 @@ HIPER_HOST_DEVICE void episode_total_trajectory(const EpisodeTotalParams& p, ind
 
 // How group_normalize turns a score into an advantage, given its group's statistics over
 // the n sample rows (mean, unbiased std):
-//   kZScore  (GRPO, GiGPO mean_std_norm)  (x - mean) / (std + eps); a group with one sample
-//            uses mean 0 and std 1, as verl does
-//   kCenter  (GiGPO mean_norm, Dr. GRPO)  x - mean; one sample: mean 0
+//   kZScore  (GRPO, GiGPO mean_std_norm)  (x - mean) / (std + eps)
+//   kCenter  (GiGPO mean_norm, Dr. GRPO)  x - mean
 //   kLeaveOneOut (RLOO)                   n/(n-1) (x - mean), i.e. x minus the mean of the
-//            other samples; one sample: x unchanged
+//            other samples
 enum class GroupMode { kZScore, kCenter, kLeaveOneOut };
+
+// What a group with a single sample uses as its statistics (std 1 either way):
+//   kMeanZero  mean 0: the score is kept (x / (1 + eps) under kZScore), as verl's GRPO and
+//              RLOO and GiGPO's episode groups (episode_norm_reward) do
+//   kOwnScore  mean = that sample's score: its advantage is 0, as GiGPO's step groups
+//              (step_norm_reward) do
+enum class SingleSample { kMeanZero, kOwnScore };
 
 struct GroupStatsParams {
   index_t num_rows = 0;
@@ -124,8 +131,10 @@ struct GroupStatsParams {
   const int64_t* groups = nullptr; // (N,) dense ids in [0, num_groups)
   const flag_t* samples = nullptr; // (N,) rows that enter the statistics; null: all
   GroupMode mode = GroupMode::kZScore;
+  SingleSample single_sample = SingleSample::kMeanZero;
   double eps = 1e-6;
-  // Per-group scratch (num_groups each), filled by the launcher.
+  // Per-group scratch (num_groups each), filled by the launcher; mean is 0 for a group
+  // without samples.
   index_t* count = nullptr;
   double* mean = nullptr;
   double* std = nullptr;
@@ -137,7 +146,7 @@ HIPER_HOST_DEVICE float group_advantage(const GroupStatsParams& p, index_t row) 
   const index_t n = p.count[g];
   const double x = static_cast<double>(p.scores[row]);
   const bool single = n <= 1;
-  const double mean = single ? 0.0 : p.mean[g];
+  const double mean = single && p.single_sample == SingleSample::kMeanZero ? 0.0 : p.mean[g];
   switch (p.mode) {
     case GroupMode::kZScore: {
       const double std = single ? 1.0 : p.std[g];
@@ -146,7 +155,7 @@ HIPER_HOST_DEVICE float group_advantage(const GroupStatsParams& p, index_t row) 
     case GroupMode::kCenter:
       return static_cast<float>(x - mean);
     case GroupMode::kLeaveOneOut:
-      return single ? static_cast<float>(x) : static_cast<float>((x - mean) * n / (n - 1.0));
+      return single ? static_cast<float>(x - mean) : static_cast<float>((x - mean) * n / (n - 1.0));
   }
   return 0.0f;
 }
