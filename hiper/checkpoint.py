@@ -3,7 +3,9 @@
 A run directory holds one checkpoint at rest:
 
     RUN_DIR/checkpoint/
-        actor/                      the policy: a Hugging Face model directory (safetensors) and its tokenizer
+        actor/                      the policy: a Hugging Face model directory (safetensors) and its tokenizer;
+                                    with LoRA, its adapters only (a PEFT adapter directory: megabytes), the base
+                                    model being the one the run's config names
         critic.safetensors          the critic (without the backbone when it shares the actor's)
         trainer_state.safetensors   every tensor of the optimiser and RNG states
         trainer_state.json          the rest: step, world size, config, and where each of those tensors goes
@@ -54,7 +56,10 @@ STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 LEGACY_STATE = "trainer_state.pt"       # older hiper versions pickled the trainer state; never loaded
 FORMAT, VERSION = "hiper-checkpoint", 1
-_REQUIRED = (f"{ACTOR}/config.json", STATE_JSON, STATE_TENSORS)
+ADAPTER_CONFIG = "adapter_config.json"  # in actor/ when the policy trains LoRA adapters
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_REQUIRED = (STATE_JSON, STATE_TENSORS)
+_ACTOR_REQUIRED = (f"{ACTOR}/config.json", f"{ACTOR}/{ADAPTER_CONFIG}")  # one of them: a full model or adapters
 
 
 class CheckpointError(ValueError):
@@ -115,14 +120,47 @@ class Checkpoint:
         except (OSError, SafetensorError) as exc:
             raise CheckpointError(f"checkpoint: unreadable {self.path / CRITIC} ({exc})") from exc
 
+    @property
+    def is_lora(self) -> bool:
+        """Whether actor/ holds LoRA adapters (on the base model of the run's config), not a whole model."""
+        return f"{ACTOR}/{ADAPTER_CONFIG}" in self.manifest["files"]
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The policy's LoRA adapter tensors (a LoRA checkpoint only)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(self.path / ACTOR / ADAPTER_WEIGHTS))
+        except (OSError, SafetensorError) as exc:
+            raise CheckpointError(f"checkpoint: unreadable adapters in {self.path / ACTOR} ({exc})") from exc
+
     def load_actor(self, *, dtype: torch.dtype = torch.float32, with_tokenizer: bool = True):
         """(model, tokenizer) of the policy, from the local files only; the tokenizer is None
-        unless `with_tokenizer` (resuming keeps the trainer's own)."""
+        unless `with_tokenizer` (resuming keeps the trainer's own). A LoRA checkpoint gives the
+        base model its run trained (rebuilt from the run's config) with the adapters attached."""
+        if self.is_lora:
+            return self._load_lora_actor(dtype=dtype, with_tokenizer=with_tokenizer)
         if with_tokenizer:
             return _load_model_dir(self.path / ACTOR, dtype=dtype)
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(self.path / ACTOR, dtype=dtype, local_files_only=True), None
+
+
+    def _load_lora_actor(self, *, dtype: torch.dtype, with_tokenizer: bool):
+        from transformers import AutoTokenizer
+
+        from hiper import models
+
+        config = self.training_state().config
+        tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(self.path / ACTOR, local_files_only=True))
+        if config.get("tiny_model"):
+            # A tiny random base is rebuilt from its seed: the same weights the run started from.
+            base = models.tiny_random_model(tokenizer, seed=int(config.get("seed", 0))).to(dtype)
+        else:
+            base, _ = models.load(config.get("model"), dtype=dtype)
+        return models.load_lora(base, self.path / ACTOR).eval(), tokenizer if with_tokenizer else None
 
 
 # ---------------------------------------------------------------------------- saving
@@ -138,7 +176,13 @@ def save(run_dir: str | os.PathLike, *, actor, tokenizer, critic_state: dict[str
     remove_stale(run_dir)
     tmp = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=run_dir))
     try:
-        actor.save_pretrained(tmp / ACTOR)
+        if hasattr(actor, "peft_config"):
+            # A LoRA policy: its own adapters only (a critic's adapter set goes to critic.safetensors).
+            from hiper.models import ACTOR_ADAPTER
+
+            actor.save_pretrained(tmp / ACTOR, selected_adapters=[ACTOR_ADAPTER])
+        else:
+            actor.save_pretrained(tmp / ACTOR)
         tokenizer.save_pretrained(tmp / ACTOR)
         if critic_state is not None:
             save_file(critic_state, str(tmp / CRITIC))
@@ -251,6 +295,22 @@ def load_policy(path: str | os.PathLike, *, argument: str = "path", dtype: torch
                      f"(it holds no {CHECKPOINT}/, {MANIFEST} or config.json)")
 
 
+def export_policy(path: str | os.PathLike, out: str | os.PathLike, *, argument: str = "checkpoint") -> Path:
+    """Writes the policy of checkpoint `path` (a run or checkpoint directory) to `out` as a plain
+    Hugging Face model directory with its tokenizer, LoRA adapters merged into the weights: what a
+    server loads, and `load_policy` (so `hiper eval --checkpoint OUT`) too."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"out: {out} exists and is not empty")
+    model, tokenizer = open_checkpoint(path, argument=argument).load_actor()
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def _load_model_dir(path: Path, *, dtype: torch.dtype):
     from hiper import models
 
@@ -285,6 +345,8 @@ def _problem(directory: Path, *, hashes: bool = False) -> str | None:
         for name in _REQUIRED:
             if name not in files:
                 return f"{MANIFEST} does not list {name}"
+        if not any(name in files for name in _ACTOR_REQUIRED):
+            return f"{MANIFEST} lists neither {' nor '.join(_ACTOR_REQUIRED)}"
         for name, entry in files.items():
             if Path(name).is_absolute() or ".." in Path(name).parts:
                 return f"{MANIFEST} names a file outside the checkpoint: {name}"

@@ -6,10 +6,10 @@
                                rollout batch: checks the compiled core against the
                                pure-PyTorch twin, then reports what HAE produced and how long
                                each implementation took.
-    hiper train --env alfworld [--config run.yaml] [--envs 4 --steps 2 --max-turns 8 ...] [--resume]
+    hiper train --env alfworld [--config configs/cpu-smoke.yaml] [--envs 4 --steps 2 ...] [--resume] [--check]
                                PPO with HAE (or --estimator gae|turn_gae|grpo|rloo|gigpo); every
-                               TrainConfig field is a flag (see README). Data-parallel:
-                               torchrun --nproc_per_node=N -m hiper train ...
+                               TrainConfig field is a flag and a --config key (hiper train --help).
+                               Data-parallel: torchrun --nproc_per_node=N -m hiper train ...
     hiper eval --checkpoint RUN_DIR [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
     hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
@@ -23,11 +23,16 @@
     hiper rollout --env {alfworld,textworld,scienceworld} [--envs 4] [--max-turns 10]
                                an LLM policy (SmolLM2-135M-Instruct offline by default) plays
                                a few episodes; prints per-episode results and stage timings.
+
+A mistake (a flag's value, a config key, a missing file) stops a command before any model loads,
+with one line naming the flag: `hiper: error: --envs: must be >= 1, got 0`; --debug (or
+HIPER_DEBUG=1) shows the traceback too.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -116,6 +121,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     import torch
 
     from hiper import models
+    from hiper.engines import resolve_engine
     from hiper.envs import EnvPool
     from hiper.envs.registry import evaluation_specs
     from hiper.rollout import RolloutConfig, RolloutEngine
@@ -123,10 +129,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     device = models.resolve_device(args.device)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
-    if args.tiny:
+    if args.tiny_model:
         from transformers import AutoTokenizer
 
-        tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(models.default_model_dir()))
+        # The tiny model takes --model's tokenizer, as `hiper train --tiny-model` does.
+        tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(args.model or models.default_model_dir()))
         model = models.tiny_random_model(tokenizer).to(device)
     else:
         model, tokenizer = models.load(args.model, device=device)
@@ -135,8 +142,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                              data=_games_data(args.env, args.data), tasks=_tasks(args.tasks), count_name="envs")
     config = RolloutConfig.for_env(args.env, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                                    temperature=args.temperature, top_p=args.top_p)
+    print(f"playing {len(specs)} {args.env} game(s) on {device}: up to {args.max_turns} turns x "
+          f"{args.max_new_tokens} new tokens each, one batched {resolve_engine(args.engine)} generation per turn")
     with EnvPool(specs, num_workers=args.workers) as pool:
-        result = RolloutEngine(model, tokenizer, pool, config).run()
+        result = RolloutEngine(model, tokenizer, pool, config, progress=args.progress, engine=args.engine).run()
     for e in result.episodes:
         print(f"env {e.env}: {'won ' if e.won else 'lost'} turns={e.turns} switches={e.switches} "
               f"invalid={e.invalid} reward={e.total_reward:g}")
@@ -148,39 +157,109 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (`--max-turns 8`, `--norm-adv false`, ...)."""
+    """One flag per TrainConfig field (`--max-turns 8`, `--norm-adv false`, `--tiny-model`), with the
+    field's description, default and choices (its metadata), its value read as the field's type.
+    The flags default to None, "not given", so that a --config file's value stands unless a flag
+    overrides it."""
     import dataclasses
 
-    from hiper.trainer import TrainConfig
-
-    def boolean(text: str) -> bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    from hiper.trainer import FIELD_TYPES, TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
-        kind = {bool: boolean, int: int, float: float}.get(type(f.default), str)
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                            help=f"(default: {f.default})")
+        kind, _ = FIELD_TYPES[f.name]
+        text = f.metadata.get("help", "")
+        if f.default is not None and "default" not in text:
+            text += f" (default: {_shown(f.default)})"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, nargs="?", const=True, default=None, type=_flag_type(bool),
+                                metavar="true|false", help=text.replace("%", "%%"))
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, type=_flag_type(kind),
+                                choices=f.metadata.get("choices"), help=text.replace("%", "%%"))
+
+
+def _read_config_file(path: str) -> dict:
+    """The mapping of TrainConfig keys in YAML file `path` (an empty file: none)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config: {path} is not valid YAML ({' '.join(str(exc).split())})") from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise TypeError(f"config: {path} must hold a mapping of TrainConfig keys (envs: 4, ...), "
+                         f"not a {type(values).__name__}")
+    return values
+
+
+def _train_config(args: argparse.Namespace):
+    """The run's TrainConfig: the --config file's keys, overridden by the flags given. A value the
+    config refuses is named as the flag that gave it (by `main`), or as its key in the file."""
+    import dataclasses
+
+    from hiper.trainer import TrainConfig, config_from_dict
+
+    from_file = _read_config_file(args.config) if args.config else {}
+    from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                  if getattr(args, f.name) is not None}
+    try:
+        return config_from_dict({**from_file, **from_flags})
+    except (ValueError, TypeError) as exc:
+        named = re.match(r"([A-Za-z_]\w*): ", str(exc))
+        if named and named.group(1) in from_file and named.group(1) not in from_flags:
+            raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"config key {exc}") from exc
+        raise
+
+
+def _check_before_loading(config, resume: bool):
+    """What a run needs besides a valid config, checked in seconds, before any model loads: the
+    device, the sizes its profile gives, the games (env, split, data root, tasks; the
+    evaluation's too), and the run directory (--resume needs a checkpoint short of --steps, a
+    new run a directory holding no run). Returns (the config with the profile's sizes, what
+    the profile filled)."""
+    from hiper import checkpoint, models, runs
+    from hiper.envs.registry import evaluation_specs, game_list
+    from hiper.profiles import resolve_sizes
+
+    resolved, sizes = resolve_sizes(config, models.resolve_device(config.device))
+    game_list(resolved.env, resolved.split, **resolved.game_options())
+    if resolved.eval_every:
+        evaluation_specs(resolved.env, resolved.eval_split or None, resolved.eval_envs, count_name="eval_envs",
+                         **resolved.game_options())
+    run_dir = Path(config.run_dir)
+    if resume:
+        if config.overwrite:
+            raise ValueError("overwrite: a resumed run continues its run_dir; pass --resume or --overwrite, not both")
+        step = checkpoint.open_checkpoint(run_dir, argument="run_dir").step
+        if step >= config.steps:
+            raise ValueError(f"steps: nothing to do: the checkpoint in {run_dir} is at step {step} already; pass "
+                             f"--steps above {step} to train on")
+    elif not config.overwrite and runs.existing_run(run_dir):
+        raise ValueError(f"run_dir: {run_dir} already holds a run ({', '.join(runs.existing_run(run_dir))}); "
+                         "pass --resume to continue it or --overwrite to start it over")
+    return resolved, sizes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from hiper.trainer import Trainer, TrainConfig, config_from_dict
+    from hiper.trainer import Trainer
 
-    values: dict = {}
-    if args.config:
+    config = _train_config(args)
+    resolved, sizes = _check_before_loading(config, args.resume)
+    if args.check:
         import yaml
 
-        with open(args.config) as f:
-            values.update(yaml.safe_load(f) or {})
-    for f in dataclasses.fields(TrainConfig):
-        if getattr(args, f.name) is not None:
-            values[f.name] = getattr(args, f.name)
-    config = config_from_dict(values)
+        print(f"# hiper train: the configuration checks out; {sizes.describe(resolved)}")
+        print(yaml.safe_dump(dataclasses.asdict(resolved), sort_keys=False), end="")
+        return 0
     t0 = time.perf_counter()
     from hiper import distributed
 
@@ -190,8 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         world, main = trainer.reducer.world_size, trainer.reducer.rank == 0
         if main:
             ranks = f" x {world} ranks" if world > 1 else ""
-            print(f"set up in {time.perf_counter() - t0:.1f} s; training {config.steps} step(s) on {config.env} with "
-                  f"{config.envs} environments{ranks}, run directory {config.run_dir}")
+            print(f"set up in {time.perf_counter() - t0:.1f} s{ranks}")  # train() prints what it runs
         trainer.train(resume=args.resume)
         if main:
             print(f"done in {time.perf_counter() - t0:.1f} s; metrics in {config.run_dir}/metrics.jsonl, "
@@ -211,13 +289,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # A run directory (its latest complete checkpoint), a checkpoint, or a model directory; local files only.
-    model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
-    model.to(models.resolve_device(args.device))
+    with models.quiet_progress_bars():
+        model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
+    device = models.resolve_device(args.device)
+    model.to(device)
+    # The report is the JSON on stdout; what runs, and the bar, go to stderr.
+    print(f"evaluating {args.checkpoint} on {args.episodes} {args.env} game(s) on {device}: up to {args.max_turns} "
+          f"turns x {args.max_new_tokens} new tokens each", file=sys.stderr)
     report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
                       workers=args.workers, data=_games_data(args.env, args.data), tasks=_tasks(args.tasks),
-                      seed=args.seed)
+                      seed=args.seed, temperature=args.temperature, engine=args.engine,
+                      progress=args.progress)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hiper import models
+    from hiper.checkpoint import export_policy
+
+    with models.quiet_progress_bars():
+        out = export_policy(args.checkpoint, args.out, argument="--checkpoint")
+    print(f"wrote the policy of {args.checkpoint} to {out} (LoRA adapters merged)", file=sys.stderr)
     return 0
 
 
@@ -268,75 +362,247 @@ def _tasks(text: str | None) -> tuple[str, ...] | None:
     names = tuple(t.strip() for t in (text or "").split(",") if t.strip())
     return names or None
 
+# ---------------------------------------------------------------------------------------------
+# What every command shares: flags read like config values, defaults in the help, one-line errors
+# ---------------------------------------------------------------------------------------------
+
+def _shown(value) -> str:
+    """A default as a flag or a YAML file spells it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default after its description, unless the description gives it already (or
+    there is none to give)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or action.default in (None, argparse.SUPPRESS) or "default" in text:
+            return text
+        return text + f" (default: {_shown(action.default)})".replace("%", "%%")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse as every hiper command uses it: defaults shown in the help, a --debug flag, errors
+    on one line, and `flag_names`, the flag of each destination, so that an error naming an
+    argument (`envs: ...`) can name the flag the user typed (`--envs: ...`)."""
+
+    def __init__(self, *args, **kwargs):
+        self.flag_names: dict[str, str] = {}  # filled by add_argument, which argparse's __init__ already calls
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.set_defaults(flag_names=self.flag_names)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show the traceback of an error too (or set HIPER_DEBUG=1)")
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.help is not argparse.SUPPRESS:  # not a hidden alias
+            self.flag_names.setdefault(action.dest, max(action.option_strings, key=len))
+        return action
+
+    def error(self, message: str):
+        # argparse's "argument --envs: invalid ..." as hiper's other errors put it: the flag first, one line.
+        message = re.sub(r"^argument ([^\s/:]+)(?:/\S+)?: ", r"\1: ", message)
+        self.exit(2, f"hiper: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag_type(kind: type):
+    """argparse's `type=` for a flag holding a `kind` (bool, int, float or str), read the way a
+    --config file's value is (hiper.trainer.parse_value): `--norm-adv no`, `--actor-lr 1e-6`."""
+    def read(text: str):
+        from hiper.trainer import parse_value
+
+        try:
+            return parse_value(kind, text)
+        except TypeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    read.__name__ = kind.__name__  # argparse names the type in some messages
+    return read
+
+
+def _bounded(kind: type, rule: str, holds):
+    """A flag type for a `kind` that must satisfy `holds` (`rule` says how, in the error)."""
+    read = _flag_type(kind)
+
+    def check(text: str):
+        value = read(text)
+        if not holds(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value!r}")
+        return value
+
+    check.__name__ = kind.__name__
+    return check
+
+
+def _checked(check, name: str):
+    """A flag type that passes the text to `check` (a library function raising ValueError("name:
+    ...")), so that a bad value stops the command at once, before a model loads."""
+    def read(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{name}: ")) from None
+        return text
+
+    return read
+
+
+def _environment(text: str) -> str:
+    """An --env naming a registered family or module:attribute naming one."""
+    from hiper.envs.registry import family
+
+    return _checked(family, "env")(text)
+
+
+def _device(text: str) -> str:
+    """A --device this machine has."""
+    from hiper.models import resolve_device
+
+    return _checked(resolve_device, "device")(text)
+
+
+_COUNT = _bounded(int, ">= 1", lambda v: v >= 1)
+_NOT_NEGATIVE = _bounded(int, ">= 0", lambda v: v >= 0)
+_TEMPERATURE = _bounded(float, ">= 0", lambda v: v >= 0)
+_TOP_P = _bounded(float, "in (0, 1]", lambda v: 0 < v <= 1)
+
+
+def add_boolean_flag(parser: argparse.ArgumentParser, flag: str, *, default: bool, help: str,
+                     hidden_alias: str | None = None) -> None:
+    """A flag that takes `--flag`, `--flag true` and `--flag false` (also yes/no, on/off, 1/0);
+    `hidden_alias` is an older spelling that still works but is not shown in the help."""
+    action = parser.add_argument(flag, nargs="?", const=True, default=default, type=_flag_type(bool),
+                                 metavar="true|false", help=help)
+    if hidden_alias:
+        parser.add_argument(hidden_alias, dest=action.dest, nargs="?", const=True, default=argparse.SUPPRESS,
+                            type=_flag_type(bool), help=argparse.SUPPRESS)
+
+
+def _described(name: str) -> str:
+    """The description of TrainConfig field `name`: a flag meaning the same in another command says the same."""
+    import dataclasses
+
+    from hiper.trainer import TrainConfig
+
+    return next(f.metadata["help"] for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+def _name_flag(message: str, flag_names: dict[str, str]) -> str:
+    """`envs: ...` -> `--envs: ...` when `envs` is the destination of one of the command's flags."""
+    match = re.match(r"([A-Za-z_]\w*): ", message)
+    if match and match.group(1) in flag_names:
+        return flag_names[match.group(1)] + message[match.end(1):]
+    return message
+
 
 def _add_game_flags(parser: argparse.ArgumentParser, *, count_flag: str, count_help: str, count: int) -> None:
     """--env, --split, --data, --tasks and the number of games, as `hiper rollout` and `hiper eval` share them."""
-    parser.add_argument("--env", default="alfworld",
-                        help="alfworld, textworld, scienceworld, or module:attribute naming a hiper.envs.Family")
-    parser.add_argument(count_flag, type=int, default=count, help=count_help)
+    parser.add_argument("--env", type=_environment, default="alfworld", help=_described("env"))
+    parser.add_argument(count_flag, type=_COUNT, default=count, help=count_help)
     parser.add_argument("--split", default=None,
                         help="game split (default: the held-out one: alfworld valid_unseen, textworld valid, "
                              "scienceworld dev)")
     parser.add_argument("--data", default=None,
                         help="ALFWorld data root holding json_2.1.1/, or 'sample' (default: $ALFWORLD_DATA, else "
                              "the packaged sample)")
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated ALFWorld task types or ScienceWorld tasks (default: all / boil)")
+    parser.add_argument("--tasks", default=None, help=_described("tasks"))
+
+
+def _add_play_flags(parser: argparse.ArgumentParser, *, max_turns: int, max_new_tokens: int, temperature: float,
+                    top_p: bool, seed_help: str) -> None:
+    """How episodes are played, as `hiper rollout` and `hiper eval` share it."""
+    parser.add_argument("--max-turns", type=_COUNT, default=max_turns, help="turns per episode")
+    parser.add_argument("--max-new-tokens", type=_COUNT, default=max_new_tokens, help="tokens per response")
+    parser.add_argument("--temperature", type=_TEMPERATURE, default=temperature, help="sampling temperature "
+                        "(0: greedy)")
+    if top_p:
+        parser.add_argument("--top-p", type=_TOP_P, default=1.0, help=_described("top_p"))
+    parser.add_argument("--workers", type=_NOT_NEGATIVE, default=0, help=_described("workers"))
+    parser.add_argument("--device", type=_device, default="auto", help=_described("device"))
+    parser.add_argument("--engine", choices=("auto", "hf", "vllm"), default="auto", help=_described("engine"))
+    parser.add_argument("--seed", type=_NOT_NEGATIVE, default=0, help=seed_help)
+    add_boolean_flag(parser, "--progress", default=True, help="a progress bar of the rollout's turns on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
+    parser = _Parser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="build and device facts").set_defaults(func=cmd_info)
-    hae = sub.add_parser("hae", help="HAE on the embedded synthetic rollout batch")
-    hae.add_argument("--trajectories", type=int, default=128)
-    hae.add_argument("--max-turns", type=int, default=50)
-    hae.add_argument("--length", type=int, default=512, help="padded response length")
-    hae.add_argument("--seed", type=int, default=0)
-    hae.add_argument("--repeats", type=int, default=20)
-    hae.set_defaults(func=cmd_hae)
-    ro = sub.add_parser("rollout", help="let an LLM policy play a few episodes")
-    _add_game_flags(ro, count_flag="--envs", count_help="parallel environments (one distinct game each)", count=4)
-    ro.add_argument("--max-turns", type=int, default=10)
-    ro.add_argument("--max-new-tokens", type=int, default=96)
-    ro.add_argument("--temperature", type=float, default=1.0)
-    ro.add_argument("--top-p", type=float, default=1.0)
-    ro.add_argument("--model", default=None, help="HF name or path (default: SmolLM2-135M-Instruct, offline)")
-    ro.add_argument("--tiny", action="store_true", help="a tiny random model instead (smoke test)")
-    ro.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
-    ro.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    ro.add_argument("--seed", type=int, default=0)
-    ro.set_defaults(func=cmd_rollout)
-    tr = sub.add_parser("train", help="train a policy with PPO and HAE")
-    tr.add_argument("--config", help="YAML file of TrainConfig fields; flags override it")
-    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
+
+    def command(name: str, text: str, func) -> argparse.ArgumentParser:
+        found = sub.add_parser(name, help=text, description=text)
+        found.set_defaults(func=func)
+        return found
+
+    command("info", "build and device facts", cmd_info)
+    hae = command("hae", "HAE on the embedded synthetic rollout batch: the compiled core against its PyTorch twin",
+                  cmd_hae)
+    hae.add_argument("--trajectories", type=_COUNT, default=128, help="trajectories in the synthetic batch")
+    hae.add_argument("--max-turns", type=_COUNT, default=50, help="turns per trajectory, at most")
+    hae.add_argument("--length", type=_COUNT, default=512, help="padded response length, in tokens")
+    hae.add_argument("--seed", type=_NOT_NEGATIVE, default=0, help="random seed of the synthetic batch")
+    hae.add_argument("--repeats", type=_COUNT, default=20, help="timed runs of the core (the median is reported)")
+    ro = command("rollout", "let an LLM policy play a few episodes", cmd_rollout)
+    _add_game_flags(ro, count_flag="--envs", count_help="parallel environments, one distinct game each", count=4)
+    ro.add_argument("--model", default=None, help=_described("model"))
+    add_boolean_flag(ro, "--tiny-model", default=False, help=_described("tiny_model"), hidden_alias="--tiny")
+    _add_play_flags(ro, max_turns=10, max_new_tokens=96, temperature=1.0, top_p=True,
+                    seed_help="random seed of the sampling")
+    tr = command("train", "train a policy with PPO and HAE, or a flat baseline", cmd_train)
+    tr.usage = "%(prog)s [--config YAML] [--resume] [--check] [--FIELD VALUE ...] (every TrainConfig field)"
+    tr.add_argument("--config", metavar="YAML", help="YAML file of TrainConfig keys (see configs/); flags override it")
+    add_boolean_flag(tr, "--resume", default=False, help="continue the run in --run-dir from its checkpoint")
+    add_boolean_flag(tr, "--check", default=False,
+                     help="check the configuration (flags, --config, device, games, run directory), print it as "
+                          "YAML and stop, loading no model")
     _add_config_flags(tr)
-    tr.set_defaults(func=cmd_train)
-    ev = sub.add_parser("eval", help="evaluate a checkpoint")
+    ev = command("eval", "evaluate a checkpoint on held-out games", cmd_eval)
     ev.add_argument("--checkpoint", required=True,
                     help="a run directory (its latest checkpoint), a checkpoint directory, or a model directory")
     _add_game_flags(ev, count_flag="--episodes", count_help="distinct held-out games to play", count=10)
-    ev.add_argument("--max-turns", type=int, default=50)
-    ev.add_argument("--max-new-tokens", type=int, default=128)
-    ev.add_argument("--workers", type=int, default=0, help="environment worker processes (0: in process)")
-    ev.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation's sampling")
-    ev.set_defaults(func=cmd_eval)
-    pd = sub.add_parser("prepare-data", help="unpack ALFWorld's game files for training and evaluation")
+    # Temperature 0.4: the authors' validation sampling (SPEC §9).
+    _add_play_flags(ev, max_turns=50, max_new_tokens=128, temperature=0.4, top_p=False,
+                    seed_help="random seed of the evaluation's sampling")
+    ex = command("export", "write a checkpoint's policy as a plain Hugging Face model (LoRA adapters merged)",
+                 cmd_export)
+    ex.add_argument("--checkpoint", required=True, help="a run directory (its latest checkpoint) or a checkpoint")
+    ex.add_argument("--out", required=True, help="the model directory to write (new or empty)")
+    pd = command("prepare-data", "unpack ALFWorld's game files for training and evaluation", cmd_prepare_data)
     pd.add_argument("archive", help="an archive of ALFWorld game files (e.g. alfworld_tw-pddl_all_splits.tar.xz)")
     pd.add_argument("dest", help="directory to unpack into; prints the ALFWORLD_DATA to export")
-    pd.set_defaults(func=cmd_prepare_data)
-    pl = sub.add_parser("plot", help="learning curves of a run to PNG")
-    pl.add_argument("run_dir")
-    pl.add_argument("--out", default=None)
-    pl.set_defaults(func=cmd_plot)
+    pl = command("plot", "learning curves of a run to PNG", cmd_plot)
+    pl.add_argument("run_dir", help="a run directory (holding metrics.jsonl)")
+    pl.add_argument("--out", default=None, help="the PNG to write (default: RUN_DIR/curves.png)")
     _add_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `hiper` command. An error the user can fix (a bad flag, config key or file, a failed
+    environment worker) prints one line, `hiper: error: --envs: ...`, and returns 1; Ctrl-C prints
+    `hiper: interrupted` and returns 130; any other error keeps its traceback, as every error does
+    with --debug or HIPER_DEBUG=1."""
+    from hiper.envs.pool import EnvWorkerError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    debug = getattr(args, "debug", False) or os.environ.get("HIPER_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("hiper: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, EnvWorkerError) as exc:
+        if debug:
+            raise
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        rest = " (--debug shows the rest)" if len(lines) > 1 else ""
+        print(f"hiper: error: {_name_flag(lines[0], args.flag_names)}{rest}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ of each game in the trainer).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ from hiper.ops.layout import TrajectoryLayout
 
 ESTIMATORS = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 CRITIC_FREE = frozenset({"grpo", "rloo", "gigpo"})
+FLAT_REWARDS = ("episode", "turn")          # what scores a turn: its episode's total, or its own reward
+GIGPO_MODES = ("mean_norm", "mean_std_norm")  # GiGPO's group normalisation: centre, or z-score
 
 
 def needs_critic(estimator: str) -> bool:
@@ -69,6 +72,20 @@ class FlatConfig:
     gigpo_gamma: float = 0.95
     gigpo_step_weight: float = 1.0
     gigpo_mode: str = "mean_norm"
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "lam", "gigpo_gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+        for name in ("invalid_action_penalty_coef", "group_eps", "gigpo_step_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        if self.reward not in FLAT_REWARDS:
+            raise ValueError(f"reward: expected one of {', '.join(FLAT_REWARDS)}, got {self.reward!r}")
+        if self.gigpo_mode not in GIGPO_MODES:
+            raise ValueError(f"gigpo_mode: expected one of {', '.join(GIGPO_MODES)}, got {self.gigpo_mode!r}")
 
 
 @dataclass

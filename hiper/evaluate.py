@@ -17,8 +17,9 @@ import numpy as np
 
 def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split: str | None = None,
              max_turns: int = 50, max_new_tokens: int = 512, temperature: float = 0.4, workers: int = 0,
-             data: str | None = None, tasks=None, seed: int = 0, progress: bool = False) -> dict:
-    """The report of playing `episodes` held-out games; `progress` shows a bar of the turns on stderr."""
+             data: str | None = None, tasks=None, seed: int = 0, progress: bool = False, engine=None) -> dict:
+    """The report of playing `episodes` held-out games; `progress` shows a bar of the turns on stderr;
+    `engine` samples them (hiper.engines: a name or an engine; None: Hugging Face generate on `model`)."""
     from hiper.envs import EnvPool
     from hiper.envs.registry import evaluation_specs, family
     from hiper.rollout import RolloutConfig, RolloutEngine
@@ -30,7 +31,7 @@ def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split:
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices), EnvPool(specs, num_workers=workers) as pool:
         torch.manual_seed(seed)
-        result = RolloutEngine(model, tokenizer, pool, config, progress=progress).run()
+        result = RolloutEngine(model, tokenizer, pool, config, progress=progress, engine=engine).run()
     task_type = family(env).task_type
     per_type = defaultdict(list)
     for spec, ep in zip(specs, result.episodes):

@@ -293,11 +293,13 @@ def _(scores, groups, mode, samples, eps):
 @torch.library.custom_op("hiper::gigpo_advantages", mutates_args=())
 def gigpo_advantages(traj_ids: Tensor, turn_idx: Tensor, scores: Tensor, step_rewards: Tensor, dones: Tensor,
                      groups: Tensor, anchors: Tensor, gamma: float, step_weight: float, mode: str,
-                     eps: float) -> Tensor:
-    """anchors: int64 observation codes (e.g. hiper.factorize of the observation texts)."""
+                     eps: float, step_penalty: Tensor | None = None) -> Tensor:
+    """anchors: int64 observation codes (e.g. hiper.factorize of the observation texts);
+    step_penalty: (N,) subtracted from each turn's own step return (the authors' invalid-action
+    penalty, coef * (1 - is_action_valid)), or None."""
     lay = _ops.build_layout(traj_ids, turn_idx)
     return _ops.gigpo_advantages(lay, scores, step_rewards, dones, groups, anchors, gamma=gamma,
-                                 step_weight=step_weight, mode=mode, eps=eps)
+                                 step_weight=step_weight, mode=mode, eps=eps, step_penalty=step_penalty)
 
 
 @gigpo_advantages.register_fake

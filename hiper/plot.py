@@ -1,30 +1,46 @@
 """Learning curves of a run: `hiper plot RUN_DIR` reads RUN_DIR/metrics.jsonl and writes
-RUN_DIR/curves.png (success rate, episode return, switch and invalid rates, losses)."""
+RUN_DIR/curves.png (success rate, episode return, switch and invalid rates, losses).
+
+Axes read as plain numbers: steps are integer ticks, tick labels carry their full value (no
+`1e-5` or `+1.234` offset text beside the axis), rates keep their 0..1 range, and a series
+that never changes sits in the middle of a small margin instead of an axis zoomed into float
+noise.
+"""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 PANELS = (("success_rate", "success rate"), ("episode_return", "episode return"),
           ("switch_rate", "switch rate"), ("invalid_rate", "invalid-format rate"),
           ("critic_loss", "critic loss"), ("pg_loss", "policy loss"))
+RATES = {"success_rate", "switch_rate", "invalid_rate"}  # fractions: drawn on their whole 0..1 range
 
 
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir: no metrics.jsonl in {run_dir}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def learning_curves(run_dir: str | Path):
+    """The figure `plot_run` saves: one panel per metric of PANELS against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    fig.suptitle(f"{run_dir.resolve().name}: {len(rows)} step(s)")
     for ax, (key, title) in zip(axes.flat, PANELS):
-        ax.plot(steps, [r.get(key, float("nan")) for r in rows], marker="o")
+        values = [_number(r.get(key)) for r in rows]
+        ax.plot(steps, values, marker="o", label="train")
         if key == "success_rate" and any("eval" in r for r in rows):
             ev = [(r["step"], r["eval"]["success_rate"]) for r in rows if "eval" in r]
             ax.plot(*zip(*ev), marker="s", label="eval")
@@ -32,8 +48,48 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for axis in (ax.xaxis, ax.yaxis):
+            _plain_numbers(axis)
+        if key in RATES:
+            ax.set_ylim(-0.05, 1.05)
+        else:
+            _margin_if_constant(ax, values)
     fig.tight_layout()
-    out = Path(out) if out is not None else run_dir / "curves.png"
+    return fig
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = learning_curves(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "curves.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _plain_numbers(axis) -> None:
+    """Tick labels that carry their whole value: no offset (`+1.234`), no `1e-5` multiplier."""
+    from matplotlib.ticker import ScalarFormatter
+
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+
+
+def _margin_if_constant(ax, values: list[float]) -> None:
+    """A series with one value (e.g. a loss that stays 0) gets a symmetric margin of 5% of its
+    size (at least 0.05), not an axis spanning its float rounding."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    if high - low > 1e-9 * max(abs(low), abs(high), 1.0):
+        return
+    margin = 0.05 * max(abs(low), 1.0)
+    ax.set_ylim(low - margin, high + margin)

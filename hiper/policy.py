@@ -59,12 +59,14 @@ def output_projection_in_fp32(model):
 
 
 def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_width: int,
-                      with_entropy: bool = False, temperature: float = 1.0):
+                      with_entropy: bool = False, temperature: float = 1.0, with_hidden: bool = False):
     """(N, R) float32 log pi(response token j | everything before it), and optionally the
     entropy of the distribution at each response position. input_ids = prompt (left-padded)
     + response. `temperature` is the one the responses were sampled at: the policy PPO
     optimises is softmax(logits / temperature), so old, new and reference log-probs (and
-    the entropy) are all scored at it (0, greedy: scored at 1)."""
+    the entropy) are all scored at it (0, greedy: scored at 1). `with_hidden` also returns,
+    last, the (N, R, hidden) final hidden states at the token before each response token,
+    where value heads on the same backbone read (one forward for log-probs and values)."""
     temperature = scoring_temperature(temperature)
     if not 0 < response_width < input_ids.shape[-1]:  # at least one prompt token to condition on
         raise ValueError(f"response_width: expected 1 to {input_ids.shape[-1] - 1} for rows of "
@@ -72,14 +74,16 @@ def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     # Only the last R + 1 positions need logits: the vocabulary projection of a whole prompt
     # would dominate the cost (N x T x V floats).
     with output_projection_in_fp32(model):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                       logits_to_keep=response_width + 1).logits
-    logits = logits[:, -response_width - 1:-1, :].float()
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                    logits_to_keep=response_width + 1, output_hidden_states=with_hidden)
+    logits = out.logits[:, -response_width - 1:-1, :].float()
     if temperature != 1.0:
         logits = logits / temperature
     logprobs = torch.log_softmax(logits, dim=-1)  # one (N, R, V) tensor for both outputs
     targets = input_ids[:, -response_width:]
     logp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    if with_entropy:
-        return logp, entropy_from_logprobs(logprobs)
-    return logp
+    outputs = (logp, entropy_from_logprobs(logprobs)) if with_entropy else (logp,)
+    if with_hidden:
+        # The last entry of hidden_states is the decoder's output after its final norm.
+        outputs += (out.hidden_states[-1][:, -response_width - 1:-1, :],)
+    return outputs if len(outputs) > 1 else logp

@@ -3,16 +3,18 @@
 A rollout reports every turn it plays as a `TurnProgress` (turns done, environments still
 running, tokens generated and how long that took); `RolloutBar` shows them as a tqdm bar on
 stderr, and `StepEstimate.from_first_turn` turns the first one into an upper bound on the time
-of a training step and of a run:
+of a training step and of a run. The first turn's generate is timed in two parts: the prefill
+(one forward over the left-padded prompts, up to the first new token) and the decoding steps.
 
-    rollout  <= env resets + max_turns x (the turn's non-generate time
-                                          + its generate time scaled to max_new_tokens)
-    updates  <= rows x (max_prompt_length + max_new_tokens) tokens x forward passes
-                x 2 x parameters FLOP / the FLOP rate the first turn's generate reached
+    a turn   <= its time outside generate + its prefill x max_prompt_length / prompt width
+                + max_new_tokens x its time per decoding step
+    rollout  <= env resets + max_turns x a turn
+    updates  <= passes x 2 x parameters FLOP x envs x max_turns rows
+                x (max_prompt_length + max_new_tokens) tokens / the prefill's FLOP rate
 
-Both sides are worst cases: every environment plays every turn to the token cap, every row is
-as long as a prompt may be, and generation (prefill plus memory-bound decoding) runs at a lower
-FLOP rate than the batched forward and backward passes of the updates.
+Worst cases on every side: every environment plays every turn to the token cap, every prompt is
+as long as a prompt may be (ALFWorld's are about half of the default 2048), and the updates run
+at the rate of an fp32 forward over a batch of prompts (under bf16 autocast on a GPU, faster).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class TurnProgress:
     response_length: int    # the turn's responses, padded to this many tokens (<= max_new_tokens)
     new_tokens: int         # tokens the turn generated (up to each response's stop token)
     generate_seconds: float
+    prefill_seconds: float  # the part of generate up to the first new token: the forward over the prompts
     turn_seconds: float     # the whole turn: prompts, generate, parsing, environment steps, recording
     reset_seconds: float    # resetting the environments before the first turn
 
@@ -90,7 +93,7 @@ class StepEstimate:
 
     rollout_seconds: float
     update_seconds: float
-    flop_rate: float        # FLOP/s the first turn's generate reached (a lower bound on the update passes' rate)
+    flop_rate: float        # FLOP/s of the first turn's prefill: a forward over a batch of prompts
     passes: int             # forward-equivalent passes over every training token per step
 
     @property
@@ -105,13 +108,12 @@ class StepEstimate:
         update passes over every token (see `update_passes`)."""
         if turn.turn != 1:
             raise ValueError(f"turn: expected the rollout's first turn, got turn {turn.turn}")
-        generate = max(turn.generate_seconds, 1e-9)
-        # Generation time grows with the response length (decoding steps); the prompt's prefill
-        # is paid once per turn, so scaling the whole generate time overestimates.
-        turn_bound = (turn.turn_seconds - turn.generate_seconds
-                      + generate * max_new_tokens / max(turn.response_length, 1))
+        prefill = max(turn.prefill_seconds, 1e-9)
+        per_token = max(turn.generate_seconds - prefill, 0.0) / max(turn.response_length - 1, 1)
+        turn_bound = (turn.turn_seconds - turn.generate_seconds + prefill * max_prompt_length / turn.prompt_width
+                      + max_new_tokens * per_token)
         rollout = turn.reset_seconds + turn.max_turns * turn_bound
-        flop_rate = 2.0 * parameters * turn.rows * (turn.prompt_width + turn.response_length) / generate
+        flop_rate = 2.0 * parameters * turn.rows * turn.prompt_width / prefill
         rows = turn.envs * turn.max_turns
         update = passes * 2.0 * parameters * rows * (max_prompt_length + max_new_tokens) / flop_rate
         return cls(rollout_seconds=rollout, update_seconds=update, flop_rate=flop_rate, passes=passes)
@@ -122,8 +124,8 @@ class StepEstimate:
         return (f"estimate (an upper bound: every environment plays every turn to the token cap, prompts at "
                 f"max_prompt_length): a step <= {format_seconds(self.step_seconds)} (rollout <= "
                 f"{format_seconds(self.rollout_seconds)}, updates <= {format_seconds(self.update_seconds)}: "
-                f"{self.passes} passes at >= {self.flop_rate / 1e9:.0f} GFLOP/s){run}; checkpoint saves and "
-                f"evaluations come on top")
+                f"{self.passes} passes at the prefill's {self.flop_rate / 1e9:.0f} GFLOP/s){run}; checkpoint saves "
+                f"and evaluations come on top")
 
 
 def update_passes(*, critic: bool, shared_critic: bool, reference: bool, gradient_checkpointing: bool,
@@ -131,10 +133,11 @@ def update_passes(*, critic: bool, shared_critic: bool, reference: bool, gradien
     """Forward-equivalent passes over every training token in a step: values, old and
     reference log-probs (one forward each), then per epoch a forward and a backward (about two
     forwards) for the actor and for a separate critic, plus a recomputed forward with
-    checkpointing; a critic on the actor's backbone trains its heads only (one forward)."""
+    checkpointing; a critic on the actor's backbone reads its values from the old log-probs'
+    forward and trains its heads only (one forward)."""
     trained = 3 + int(gradient_checkpointing)
     critic_update = 0 if not critic else (1 if shared_critic else trained)
-    return int(critic) + 1 + int(reference) + ppo_epochs * (trained + critic_update)
+    return int(critic and not shared_critic) + 1 + int(reference) + ppo_epochs * (trained + critic_update)
 
 
 def format_seconds(seconds: float) -> str:

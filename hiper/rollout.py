@@ -1,7 +1,8 @@
 """The rollout engine: an LLM policy plays a pool of environments in the Plan-Execute format.
 
 Every turn, for the environments still running only: build each prompt (`hiper.format`),
-render it through the chat template, generate all responses in one batched `generate` call,
+render it through the chat template, generate all responses in one batched call of the engine
+(`hiper.engines`: Hugging Face generate or vLLM),
 parse them (`parse_turn`), step the environments with the parsed actions, and record the turn
 in the C++ `TrajectoryBuffer`. Finished environments cost nothing. Malformed output (garbage,
 an empty response, an action that is not admissible) is recorded as an invalid turn and the
@@ -20,6 +21,7 @@ from typing import Callable
 import torch
 
 from hiper.buffer import PackedBatch, TrajectoryBuffer
+from hiper.engines import Engine, SamplingSettings, make_engine
 from hiper.envs import EnvPool
 from hiper.format import SWITCH, PlanExecuteState, build_prompt, parse_turn, render_prompt
 from hiper.progress import RolloutBar, TurnProgress
@@ -77,7 +79,11 @@ class RolloutResult:
 
 class RolloutEngine:
     def __init__(self, model, tokenizer, pool: EnvPool, config: RolloutConfig | None = None, *,
-                 progress: bool = False, on_turn: Callable[[TurnProgress], None] | None = None):
+                 progress: bool = False, on_turn: Callable[[TurnProgress], None] | None = None,
+                 engine: Engine | str | None = None):
+        """`engine` samples the responses (hiper.engines): an engine object (kept across rollouts,
+        its weights synced by the caller), a name (auto, hf, vllm: built here for this rollout), or
+        None for Hugging Face generate on `model`."""
         self.model, self.tokenizer, self.pool = model, tokenizer, pool
         self.config = config or RolloutConfig()
         if not isinstance(progress, bool):
@@ -96,28 +102,22 @@ class RolloutEngine:
             if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in stop:
                 stop.append(tid)
         self.stop_ids = [t for t in stop if t is not None]
-
-    @torch.no_grad()
-    def _generate(self, prompts: list[str]):
         cfg = self.config
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        if enc["input_ids"].shape[1] > cfg.max_prompt_length:
-            raise ValueError(f"max_prompt_length: a prompt has {enc['input_ids'].shape[1]} tokens, more than "
-                             f"{cfg.max_prompt_length}")
-        device = next(self.model.parameters()).device
-        kwargs = dict(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.stop_ids,
-                      pad_token_id=self.tokenizer.pad_token_id, do_sample=cfg.do_sample and cfg.temperature > 0)
-        if kwargs["do_sample"]:
-            kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
-        out = self.model.generate(input_ids=enc["input_ids"].to(device),
-                                  attention_mask=enc["attention_mask"].to(device), **kwargs)
-        prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"].bool()
-        responses = out[:, prompt_ids.shape[1]:].cpu()
-        # A response runs up to and including its first stop token; the rest is padding.
-        is_stop = torch.isin(responses, torch.tensor(self.stop_ids))
-        after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0
-        response_mask = ~after_stop
-        return prompt_ids, prompt_mask, responses, response_mask
+        self.sampling = SamplingSettings(max_new_tokens=cfg.max_new_tokens, max_prompt_length=cfg.max_prompt_length,
+                                         temperature=cfg.temperature, top_p=cfg.top_p, do_sample=cfg.do_sample,
+                                         stop_ids=tuple(self.stop_ids))
+        if engine is None or isinstance(engine, str):
+            engine = make_engine(engine or "hf", model, tokenizer,
+                                 max_model_len=cfg.max_prompt_length + cfg.max_new_tokens)
+        elif not isinstance(engine, Engine):
+            raise TypeError(f"engine: expected an engine name or a hiper.engines.Engine, got {type(engine).__name__}")
+        self.engine = engine
+
+    def _generate(self, prompts: list[str]):
+        """(prompt ids, prompt mask, responses, response mask, prefill seconds) of one batched
+        generation by the engine; the prefill is the forward over the prompts, up to the first new token."""
+        out = self.engine.generate(prompts, self.sampling)
+        return out.prompt_ids, out.prompt_mask, out.responses, out.response_mask, out.prefill_seconds
 
     def run(self, seeds: list[int | None] | None = None) -> RolloutResult:
         cfg, n = self.config, len(self.pool)
@@ -138,12 +138,13 @@ class RolloutEngine:
                     break
                 turn_start = time.perf_counter()
                 generate_before = timings["generate"]
-                prompt_ids, responses, response_mask, active = self._play_turn(active, states, observations,
-                                                                               episodes, seen, timings)
+                prompt_ids, responses, response_mask, prefill_seconds, active = self._play_turn(
+                    active, states, observations, episodes, seen, timings)
                 report = TurnProgress(turn=turn, max_turns=cfg.max_turns, envs=n, rows=responses.shape[0],
                                       running=len(active), prompt_width=prompt_ids.shape[1],
                                       response_length=responses.shape[1], new_tokens=int(response_mask.sum()),
                                       generate_seconds=timings["generate"] - generate_before,
+                                      prefill_seconds=prefill_seconds,
                                       turn_seconds=time.perf_counter() - turn_start, reset_seconds=reset_seconds)
                 if bar is not None:
                     bar.update(report)
@@ -161,8 +162,8 @@ class RolloutEngine:
 
     def _play_turn(self, active, states, observations, episodes, seen, timings):
         """One turn of the environments in `active`: prompts, one batched generate, parsing,
-        environment steps, recording. Returns the turn's prompt ids, responses and response mask,
-        and the environments still running."""
+        environment steps, recording. Returns the turn's prompt ids, responses, response mask and
+        prefill seconds, and the environments still running."""
         cfg = self.config
         t = time.perf_counter()
         prompts = [render_prompt(self.tokenizer, build_prompt(states[i], observations[i].text,
@@ -171,7 +172,7 @@ class RolloutEngine:
                    for i in active]
         timings["prompt"] += time.perf_counter() - t
         t = time.perf_counter()
-        prompt_ids, prompt_mask, responses, response_mask = self._generate(prompts)
+        prompt_ids, prompt_mask, responses, response_mask, prefill_seconds = self._generate(prompts)
         timings["generate"] += time.perf_counter() - t
         t = time.perf_counter()
         texts = self.tokenizer.batch_decode(responses.masked_fill(~response_mask, self.tokenizer.pad_token_id),
@@ -204,4 +205,4 @@ class RolloutEngine:
             if not step.done:
                 still.append(i)
         timings["record"] += time.perf_counter() - t
-        return prompt_ids, responses, response_mask, still
+        return prompt_ids, responses, response_mask, prefill_seconds, still

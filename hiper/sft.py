@@ -29,12 +29,16 @@ from hiper.losses import masked_mean
 from hiper.policy import response_logprobs
 
 
+SCHEDULES = ("linear", "constant")
+
+
 @dataclass
 class SFTConfig:
     steps: int = 100
     batch_size: int = 16
     micro_batch_size: int = 4
     lr: float = 1e-4
+    schedule: str = "linear"  # the learning rate: "linear" decays it to 0 over the steps, "constant" keeps it
     weight_decay: float = 0.0
     grad_clip: float = 1.0   # max gradient norm; 0 disables clipping
     seed: int = 0            # the order pairs are drawn in
@@ -50,6 +54,8 @@ class SFTConfig:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
 
 @dataclass
@@ -128,6 +134,9 @@ def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], config: SFTConfig | 
     data = encode_pairs(tokenizer, pairs)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Step k (0-based) runs at lr * (1 - k / steps) under the linear schedule.
+    decay = (lambda k: 1.0 - k / cfg.steps) if cfg.schedule == "linear" else (lambda k: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     losses = []
     model.train()
     try:
@@ -145,6 +154,7 @@ def sft(model, tokenizer, pairs: Sequence[tuple[str, str]], config: SFTConfig | 
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
+            scheduler.step()
             losses.append(step_loss)
     finally:
         model.eval()

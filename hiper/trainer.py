@@ -13,28 +13,43 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import random
 import time
+import typing
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from hiper import checkpoint, runs
-from hiper.config import HAEConfig
+from hiper import checkpoint, models, runs
+from hiper.config import KEEP_PENALTY_MODES, HAEConfig
 from hiper.critic import Critic
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
-from hiper.estimators import FlatConfig, check_estimator, estimate, needs_critic
+from hiper.engines import ENGINES, make_engine, resolve_engine
+from hiper.estimators import ESTIMATORS, FLAT_REWARDS, GIGPO_MODES, FlatConfig, estimate, needs_critic
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
+from hiper.models import DEFAULT_LORA_TARGETS, quiet_progress_bars
 from hiper.policy import response_logprobs
-from hiper.profiles import resolve_sizes
+from hiper.profiles import CPU, GPU, resolve_sizes
 from hiper.progress import StepBar, StepEstimate, TurnProgress, update_passes
-from hiper.envs.registry import evaluation_specs, game_list, task_mix, training_specs
+from hiper.envs.registry import evaluation_specs, family, game_list, task_mix, training_specs
 from hiper.rollout import RolloutConfig, RolloutEngine
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def _setting(default, help: str, *, choices: tuple[str, ...] | None = None):
+    """A TrainConfig field with its description (what `hiper train --help` shows) and, where its
+    values are a fixed set, their choices (offered by the flag, checked by the config)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
@@ -45,65 +60,97 @@ class TrainConfig:
     Trainer fills them before building anything."""
 
     # what to train on
-    env: str = "alfworld"             # alfworld, textworld, scienceworld, or module:attribute naming a hiper.envs.Family
-    model: str | None = None          # HF name or path; None: SmolLM2-135M-Instruct (offline)
-    tiny_model: bool = False          # a tiny random model (tests, smoke runs)
-    split: str = "train"
-    data: str = ""                    # ALFWorld data root; "sample": hiper's 12 packaged games; "": $ALFWORLD_DATA
-    tasks: str = ""                   # comma-separated ALFWorld task types / ScienceWorld tasks ("": the default set)
-    envs: int | None = None           # environments per step (None: the device profile's, cpu 2 / gpu 16; authors 128)
-    steps: int = 2                    # training steps (authors: 150)
-    max_turns: int | None = None      # turns per episode (None: the device profile's, cpu 4 / gpu 50)
-    max_new_tokens: int | None = None  # tokens per response (None: the device profile's, cpu 64 / gpu 512)
-    max_prompt_length: int = 2048
-    temperature: float = 1.0
-    top_p: float = 1.0
-    history_length: int = 2
-    # advantage estimator: hae, or a flat baseline (gae, turn_gae, grpo, rloo, gigpo)
-    estimator: str = "hae"
-    group_size: int = 1               # rollouts per game in a step (GRPO/RLOO/GiGPO groups; authors: 8)
-    flat_reward: str = "episode"      # what scores a turn for the flat baselines: "episode" total or own "turn" reward
-    gigpo_gamma: float = 0.95
-    gigpo_step_weight: float = 1.0
-    gigpo_mode: str = "mean_norm"
+    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, or module:attribute naming a hiper.envs.Family "
+                                    "of your own")
+    model: str | None = _setting(None, "Hugging Face name or path of the policy "
+                                       "(default: SmolLM2-135M-Instruct, offline)")
+    tiny_model: bool = _setting(False, "a tiny random model with --model's tokenizer, for tests and smoke runs")
+    split: str = _setting("train", "split to train on (its games are drawn in a seeded order, reshuffled every epoch)")
+    data: str = _setting("", "ALFWorld data root holding json_2.1.1/, or 'sample' for hiper's 12 packaged games "
+                             "(default: $ALFWORLD_DATA)")
+    tasks: str = _setting("", "comma-separated ALFWorld task types or ScienceWorld tasks "
+                              "(default: every ALFWorld type; ScienceWorld boil)")
+    envs: int | None = _setting(None, "environments per step (and rank) "
+                                      f"(default: the device profile's, cpu {CPU.envs} / gpu {GPU.envs}; authors: 128)")
+    steps: int = _setting(2, "training steps (authors: 150)")
+    max_turns: int | None = _setting(None, "turns per episode (default: the device profile's, "
+                                           f"cpu {CPU.max_turns} / gpu {GPU.max_turns})")
+    max_new_tokens: int | None = _setting(None, "tokens per response (default: the device profile's, "
+                                                f"cpu {CPU.max_new_tokens} / gpu {GPU.max_new_tokens})")
+    max_prompt_length: int = _setting(2048, "tokens per prompt (a longer prompt is an error)")
+    temperature: float = _setting(1.0, "sampling temperature of the rollout; log-probs are scored at it "
+                                       "(0: greedy, scored at 1)")
+    top_p: float = _setting(1.0, "nucleus sampling of the rollout, in (0, 1]")
+    engine: str = _setting("auto", "what samples the rollouts: hf (Hugging Face generate), vllm "
+                                   "(scripts/install_vllm.sh), or auto (vllm when installed, else hf; hf with LoRA)",
+                           choices=ENGINES)
+    history_length: int = _setting(2, "past turns shown in the prompt")
+    # advantage estimator: hae, or a flat baseline
+    estimator: str = _setting("hae", "advantage estimator: hae, or a flat baseline", choices=ESTIMATORS)
+    group_size: int = _setting(1, "rollouts per game in a step, the GRPO / RLOO / GiGPO groups; must divide envs "
+                                  "(authors: 8)")
+    flat_reward: str = _setting("episode", "what scores a turn for the flat baselines: its episode's total reward, "
+                                           "or its own", choices=FLAT_REWARDS)
+    gigpo_gamma: float = _setting(0.95, "GiGPO's discount of the step return, in [0, 1]")
+    gigpo_step_weight: float = _setting(1.0, "GiGPO's weight of the step-group advantage")
+    gigpo_mode: str = _setting("mean_norm", "GiGPO's group normalisation: centre (mean_norm) or z-score "
+                                            "(mean_std_norm)", choices=GIGPO_MODES)
     # HAE
-    gamma: float = 1.0
-    lam_turn: float = 1.0
-    lam_seg: float = 0.95
-    norm_adv: bool = True
-    bootstrap_truncated: bool = True
-    keep_penalty: float = -0.3
-    keep_penalty_mode: str = "normalized"
-    keep_consistency_penalty: float = -0.3
-    invalid_action_penalty_coef: float = 0.1
+    gamma: float = _setting(1.0, "discount, in [0, 1]")
+    lam_turn: float = _setting(1.0, "GAE lambda of the turn level (the flat baselines' lambda), in [0, 1]")
+    lam_seg: float = _setting(0.95, "GAE lambda of the segment level, in [0, 1]")
+    norm_adv: bool = _setting(True, "normalise each advantage over the turns it lands on")
+    bootstrap_truncated: bool = _setting(True, "bootstrap episodes cut by the turn cap from their own values")
+    keep_penalty: float = _setting(-0.3, "reward added to KEEP turns")
+    keep_penalty_mode: str = _setting("normalized", "fixed: keep_penalty on every KEEP turn; normalized: "
+                                                    "keep_penalty / T on each of a T-turn trajectory",
+                                      choices=KEEP_PENALTY_MODES)
+    keep_consistency_penalty: float = _setting(-0.3, "reward added to KEEP turns whose subgoal text changed")
+    invalid_action_penalty_coef: float = _setting(0.1, "subtracted from the reward of format-invalid turns")
     # optimisation
-    actor_lr: float = 1e-6
-    critic_lr: float = 1e-5
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    ppo_epochs: int = 1
-    mini_batch_size: int = 256
-    micro_batch_size: int | None = None  # rows per forward (None: the profile's, cpu 4 / gpu 16; authors 16 per GPU)
-    gradient_checkpointing: bool = True
-    clip_ratio: float = 0.2
-    clip_ratio_c: float = 3.0
-    entropy_coeff: float = 0.001
-    kl_coef: float = 0.01
-    cliprange_value: float = 0.5
-    high_value_coef: float = 1.0
-    term_value_coef: float = 1.0
-    shared_critic: bool = False
+    actor_lr: float = _setting(1e-6, "AdamW learning rate of the actor (0 freezes it)")
+    critic_lr: float = _setting(1e-5, "AdamW learning rate of the critic (0 freezes it)")
+    weight_decay: float = _setting(0.01, "AdamW weight decay")
+    grad_clip: float = _setting(1.0, "gradient-norm clip of every optimiser step")
+    ppo_epochs: int = _setting(1, "passes over each step's rollout")
+    mini_batch_size: int = _setting(256, "rows (turns) per optimiser step")
+    micro_batch_size: int | None = _setting(None, "rows per forward pass; gradients accumulate over a mini-batch "
+                                                  f"(default: the device profile's, cpu {CPU.micro_batch_size} / "
+                                                  f"gpu {GPU.micro_batch_size}; authors: 16 per GPU)")
+    gradient_checkpointing: bool = _setting(True, "recompute activations in the backward pass (memory for compute)")
+    clip_ratio: float = _setting(0.2, "PPO clip of the probability ratio")
+    clip_ratio_c: float = _setting(3.0, "dual clip: the bound (> 1) on the loss of negative-advantage tokens")
+    entropy_coeff: float = _setting(0.001, "entropy bonus")
+    kl_coef: float = _setting(0.01, "weight of the low-variance KL to the initial model (0 drops the reference model)")
+    cliprange_value: float = _setting(0.5, "clip of the value update")
+    high_value_coef: float = _setting(1.0, "weight of the high-level (segment) value head's loss")
+    term_value_coef: float = _setting(1.0, "weight of the termination value head's loss")
+    shared_critic: bool = _setting(False, "value heads on the actor's backbone instead of a copy of it (with LoRA: "
+                                          "instead of the critic's own adapters on the actor's base weights)")
+    # LoRA (needs PEFT: pip install 'hiper[lora]') and the precision and size of the update passes
+    lora_rank: int = _setting(0, "rank of the LoRA adapters the actor trains on frozen base weights (0: full "
+                                 "fine-tuning); the reference policy is the base model, adapters off")
+    lora_alpha: float = _setting(16.0, "LoRA scaling numerator: the adapters' update is scaled by alpha / rank")
+    lora_dropout: float = _setting(0.0, "dropout on the LoRA adapters' input, in [0, 1)")
+    lora_targets: str = _setting(DEFAULT_LORA_TARGETS, "comma-separated names of the modules that get adapters "
+                                                       "(default: every attention and MLP projection)")
+    micro_batch_tokens: int = _setting(0, "token budget of a forward pass: rows sorted by length, each trimmed to "
+                                          "its own prompt + response, as many per pass as fit (0: micro_batch_size "
+                                          "rows, padded to the batch's width)")
+    precision: str = _setting("auto", "autocast of the forward passes: bf16, fp32, or auto (bf16 on a GPU that "
+                                      "supports it, else fp32)", choices=PRECISIONS)
     # bookkeeping
-    seed: int = 0
-    run_dir: str = "runs/hiper"
-    overwrite: bool = False           # start over in a run_dir that holds a run (else refused unless resuming)
-    save_every: int = 1
-    eval_every: int = 0
-    eval_envs: int = 10
-    eval_split: str = ""              # "": the environment's held-out split (alfworld valid_unseen, textworld valid, ...)
-    device: str = "auto"
-    workers: int = 0
-    progress: bool = True             # progress bars on stderr, per step and per rollout turn
+    seed: int = _setting(0, "random seed of the model's initialisation, the sampling and the game order")
+    run_dir: str = _setting("runs/hiper", "directory of metrics.jsonl, checkpoint/ and the TensorBoard logs")
+    overwrite: bool = _setting(False, "start over in a run_dir that holds a run (else refused unless resuming)")
+    save_every: int = _setting(1, "steps between checkpoints (0: never)")
+    eval_every: int = _setting(0, "steps between evaluations on held-out games (0: never)")
+    eval_envs: int = _setting(10, "distinct held-out games per evaluation")
+    eval_split: str = _setting("", "split of the evaluations (default: the environment's held-out one: alfworld "
+                                   "valid_unseen, textworld valid, scienceworld dev)")
+    device: str = _setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    workers: int = _setting(0, "environment worker processes (0: in this process)")
+    progress: bool = _setting(True, "progress bars on stderr, per step and per rollout turn")
 
     def hae_config(self) -> HAEConfig:
         return HAEConfig(gamma=self.gamma, lam_turn=self.lam_turn, lam_seg=self.lam_seg, norm_adv=self.norm_adv,
@@ -119,9 +166,22 @@ class TrainConfig:
                           gigpo_step_weight=self.gigpo_step_weight, gigpo_mode=self.gigpo_mode)
 
     def __post_init__(self):
-        check_estimator(self.estimator)
-        if self.group_size < 1:
-            raise ValueError(f"group_size: must be >= 1, got {self.group_size}")
+        """Checks every field, naming it in the error: its type (TypeError), its choices and range
+        (ValueError), that env names an environment family and group_size divides envs, and, by
+        building them, the estimators' own configurations."""
+        _check_types(self)
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value not in choices:
+                raise ValueError(f"{f.name}: expected one of {', '.join(choices)}, got {value!r}")
+        _check_ranges(self)
+        if self.engine == "vllm" and self.lora_rank > 0:
+            raise ValueError("engine: vllm does not serve LoRA policies yet (lora_rank > 0); use hf or auto")
+        if self.envs is not None and self.envs % self.group_size:
+            raise ValueError(f"group_size: must divide envs ({self.envs}), got {self.group_size}")
+        family(self.env)  # registered, or module:attribute naming a Family (imported here)
+        self.hae_config()  # discount and lambdas in [0, 1], finite penalties
+        self.flat_config()
 
     def rollout_config(self) -> RolloutConfig:
         return RolloutConfig.for_env(self.env, max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
@@ -173,17 +233,32 @@ class Trainer:
                 model = models.tiny_random_model(tokenizer, seed=cfg.seed)
             else:
                 model, tokenizer = models.load(cfg.model)
+        wants_critic = needs_critic(cfg.estimator)  # critic-free estimators (GRPO, RLOO, GiGPO) build none
+        self.lora = cfg.lora_rank > 0
+        if self.lora:
+            # The actor trains adapters on frozen base weights; a critic of its own (not shared)
+            # gets a second adapter set on the same base weights.
+            model = models.add_lora(model, models.lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+                                                              cfg.lora_targets),
+                                    critic_adapter=wants_critic and not cfg.shared_critic)
         self.actor = model.to(self.device).eval()
         self.tokenizer = models.prepare_tokenizer(tokenizer)
-        self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-        # Critic-free estimators (GRPO, RLOO, GiGPO) build no critic at all.
-        self.critic = (Critic.from_actor(self.actor, shared=cfg.shared_critic).to(self.device).eval()
-                       if needs_critic(cfg.estimator) else None)
+        # The reference policy is the initial model: a frozen copy, or with LoRA the actor itself
+        # with its adapters off (see `_reference_policy`).
+        self.reference = (copy.deepcopy(self.actor).eval().requires_grad_(False)
+                          if cfg.kl_coef > 0 and not self.lora else None)
+        self.critic = None
+        if wants_critic:
+            critic_adapter = models.CRITIC_ADAPTER if self.lora and not cfg.shared_critic else None
+            self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic,
+                                            adapter=critic_adapter).to(self.device).eval()
+        self.actor_parameters = (models.adapter_parameters(self.actor) if self.lora
+                                 else list(self.actor.parameters()))
         if cfg.gradient_checkpointing:
             # Recompute activations in the backward pass: a 135M model on 1.3k-token rows
             # otherwise holds gigabytes of activations per micro-batch.
             self.actor.activation_checkpointing_enable()
-            if (self.critic is not None and not cfg.shared_critic
+            if (self.critic is not None and self.critic.owns_backbone
                     and hasattr(self.critic.backbone, "activation_checkpointing_enable")):
                 self.critic.backbone.activation_checkpointing_enable()
             # Checkpointed layers keep no KV cache, and the training forwards need none: asking for
@@ -192,7 +267,7 @@ class Trainer:
             for module in (self.actor, self.critic.backbone if self.critic is not None else None):
                 if getattr(module, "config", None) is not None:
                     module.config.use_cache = False
-        self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
+        self.actor_opt = torch.optim.AdamW(self.actor_parameters, lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
         self.critic_opt = (torch.optim.AdamW(self.critic.trainable_parameters(), lr=cfg.critic_lr,
                                              weight_decay=cfg.weight_decay) if self.critic is not None else None)
         self.masker = SpanMasker(self.tokenizer, vocab_size=self.actor.config.vocab_size)
@@ -206,25 +281,100 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank)
         self.step = 0
         self.run_dir = Path(cfg.run_dir)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False))
+        self.bf16 = _uses_bf16(cfg.precision, self.device)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         # What train() shows while a step runs (nothing when train_step is called on its own).
         self._step_bar: StepBar | None = None
         self._rollout_bar = False
         self._on_rollout_turn: Callable[[TurnProgress], None] | None = None
+        self.engine = None  # the rollout engine, built by the first rollout (_rollout_engine)
+
+    def _engine_name(self) -> str:
+        """hf or vllm: the engine the rollouts use (or will, before the first one builds it)."""
+        if self.engine is not None:
+            return self.engine.name
+        if self.config.engine == "auto" and self.lora:
+            return "hf"  # vLLM serves no LoRA adapters here yet
+        return resolve_engine(self.config.engine)
+
+    def _rollout_engine(self):
+        """The engine that samples the rollouts (hiper.engines), built on the first one from the
+        weights as they are then (after any resume); vLLM keeps its own copy of the weights,
+        synced after every actor update."""
+        if self.engine is None:
+            cfg = self.config
+            name = self._engine_name()
+            options = {"dtype": torch.bfloat16} if name == "vllm" and self.bf16 else {}
+            self.engine = make_engine(name, self.actor, self.tokenizer,
+                                      max_model_len=cfg.max_prompt_length + cfg.max_new_tokens, **options)
+        return self.engine
+
+    @contextmanager
+    def _reference_policy(self):
+        """The model the KL term compares with: the frozen copy, or with LoRA the actor with its adapters off."""
+        if self.reference is not None:
+            yield self.reference
+        else:
+            with self.actor.disable_adapter():
+                yield self.actor
 
     # ------------------------------------------------------------------ micro-batched forwards
-    def _chunks(self, n: int):
-        size = self.config.micro_batch_size
-        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    def _micro_batches(self, batch, rows: torch.Tensor, R: int):
+        """The forward passes over `rows` (indices into the batch): (rows of the pass, input_ids,
+        attention_mask, response width r <= R). Without a token budget, micro_batch_size rows
+        padded to the batch's width (r = R). With `micro_batch_tokens`, rows sorted by their own
+        prompt + response length, as many per pass as fit the budget once padded to the pass's
+        longest prompt and response, and trimmed to that: padding only costs compute, so the
+        outputs are the same (`_widen` pads them back to R columns)."""
+        budget = self.config.micro_batch_tokens
+        if budget == 0:
+            for idx in rows.split(self.config.micro_batch_size) if len(rows) else ():
+                yield idx, batch.input_ids[idx], batch.attention_mask[idx], R
+            return
+        mask = batch.attention_mask[rows].bool()
+        prompt_width = mask.shape[1] - R
+        prompts = mask[:, :prompt_width].sum(1)  # left-padded: the last `prompts` columns of the prompt part
+        # Right-padded responses: a row's width is one past its last real token (at least one column).
+        real = mask[:, prompt_width:]
+        responses = torch.where(real.any(1), R - real.flip(1).int().argmax(1), torch.ones_like(prompts))
+        order = torch.argsort(prompts + responses, descending=True, stable=True)
+        rows, prompts, responses = rows[order], prompts[order], responses[order]
+        start = 0
+        while start < len(rows):
+            # Padded cost of the first n rows from `start`: n x (longest prompt + longest response).
+            cost = (torch.arange(1, len(rows) - start + 1) * (prompts[start:].cummax(0).values
+                                                              + responses[start:].cummax(0).values))
+            n = max(1, int((cost <= budget).sum()))  # cost grows with n; a row over budget passes alone
+            idx = rows[start:start + n]
+            p, r = int(prompts[start:start + n].max()), int(responses[start:start + n].max())
+            columns = slice(prompt_width - p, prompt_width + r)
+            yield idx, batch.input_ids[idx, columns], batch.attention_mask[idx, columns], r
+            start += n
+
+    @staticmethod
+    def _widen(out: torch.Tensor, R: int) -> torch.Tensor:
+        """(n, r, ...) response-aligned outputs of a trimmed pass as (n, R, ...): zeros past r,
+        where every row's response is padding (masked out of every loss)."""
+        if out.shape[1] == R:
+            return out
+        return torch.nn.functional.pad(out, (0, 0) * (out.dim() - 2) + (0, R - out.shape[1]))
 
     @torch.no_grad()
-    def _forward_all(self, batch, fn):
-        outs = []
-        for sl in self._chunks(batch.num_rows):
+    def _forward_all(self, batch, fn, R: int):
+        """fn(input_ids, attention_mask, r) -> (n, r, ...) over every row, as (N, R, ...) float32 in row order."""
+        outs, order = [], []
+        for idx, ids, am, r in self._micro_batches(batch, torch.arange(batch.num_rows), R):
             with self.autocast:
-                outs.append(fn(batch.input_ids[sl].to(self.device), batch.attention_mask[sl].to(self.device)).float())
-        return torch.cat(outs).cpu()
+                outs.append(self._widen(fn(ids.to(self.device), am.to(self.device), r).float().cpu(), R))
+            order.append(idx)
+        out = torch.empty((batch.num_rows,) + outs[0].shape[1:], dtype=outs[0].dtype)
+        out[torch.cat(order)] = torch.cat(outs)
+        return out
+
+    def _logprobs_and_values(self, ids: torch.Tensor, am: torch.Tensor, r: int, temperature: float) -> torch.Tensor:
+        """(n, r, 1 + heads): the actor's log-probs, then the shared critic's values, from one forward."""
+        logp, hidden = response_logprobs(self.actor, ids, am, r, temperature=temperature, with_hidden=True)
+        return torch.cat([logp.unsqueeze(-1), self.critic.heads(hidden)], dim=-1)
 
     # ------------------------------------------------------------------ one training step
     def _phase(self, name: str) -> None:
@@ -245,7 +395,7 @@ class Trainer:
         self._phase("rollout")
         with EnvPool(specs, num_workers=cfg.workers) as pool:
             rollout = RolloutEngine(self.actor, self.tokenizer, pool, cfg.rollout_config(), progress=self._rollout_bar,
-                                    on_turn=self._on_rollout_turn).run()
+                                    on_turn=self._on_rollout_turn, engine=self._rollout_engine()).run()
         batch = rollout.batch
         timings["rollout"] = time.perf_counter() - t - rollout.timings["pack"]
         timings["pack"] = rollout.timings["pack"]
@@ -257,19 +407,30 @@ class Trainer:
         timings["masks"] = time.perf_counter() - t
 
         values = None
-        if self.critic is not None:
-            self._phase("values")
-            t = time.perf_counter()
-            values = self._forward_all(batch, lambda ids, am: self.critic.values(ids, am, R))
-            timings["values"] = time.perf_counter() - t
-        self._phase("log-probs")
-        t = time.perf_counter()
         # Scored at the rollout's sampling temperature: the policy that produced the responses.
         T = cfg.temperature
-        old_logp = self._forward_all(batch, lambda ids, am: response_logprobs(self.actor, ids, am, R, temperature=T))
-        ref_logp = (self._forward_all(batch, lambda ids, am: response_logprobs(self.reference, ids, am, R,
-                                                                                temperature=T))
-                    if self.reference is not None else None)
+        if self.critic is not None and self.critic.shared:
+            # Heads on the actor's backbone: values and old log-probs from the same forward.
+            self._phase("values and log-probs")
+            t = time.perf_counter()
+            both = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T), R)
+            old_logp, values = both[..., 0], both[..., 1:]
+            timings["values"] = 0.0
+        else:
+            if self.critic is not None:
+                self._phase("values")
+                t = time.perf_counter()
+                values = self._forward_all(batch, self.critic.values, R)
+                timings["values"] = time.perf_counter() - t
+            self._phase("log-probs")
+            t = time.perf_counter()
+            old_logp = self._forward_all(batch, lambda ids, am, r: response_logprobs(self.actor, ids, am, r,
+                                                                                      temperature=T), R)
+        ref_logp = None
+        if cfg.kl_coef > 0:  # no reference pass without a KL term
+            with self._reference_policy() as reference:
+                ref_logp = self._forward_all(batch, lambda ids, am, r: response_logprobs(reference, ids, am, r,
+                                                                                          temperature=T), R)
         timings["logprobs"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -291,6 +452,7 @@ class Trainer:
         self.actor.train()
         actor_stats = self._update_actor(batch, old_logp, ref_logp, advantages, loss_mask, R)
         self.actor.eval()
+        self.engine.sync_weights(self.actor)  # the next rollout samples from the updated policy
         timings["actor_update"] = time.perf_counter() - t
 
         self.step += 1
@@ -306,6 +468,7 @@ class Trainer:
             "switch_rate": float(spans.is_new_subgoal.float().mean()),
             "invalid_rate": float(1.0 - batch.is_action_valid.float().mean()),
             "rows": batch.num_rows,
+            "forward_tokens": int(batch.input_ids.numel()),  # what each forward pass reads: rows x padded width
             "task_types": task_mix(cfg.env, step_specs),  # environments of the step (all ranks) per task type
             "loss_tokens": int(loss_mask.sum()),
             **critic_stats, **actor_stats,
@@ -357,11 +520,11 @@ class Trainer:
                 self.critic_opt.zero_grad(set_to_none=True)
                 counts = [float(mask[rows].sum()) for _, _, mask, _ in targets]
                 norms = self._token_normalisers(counts)
-                micro = rows.split(cfg.micro_batch_size) if len(rows) else ()  # a rank may get an empty mini-batch
-                for idx in micro:
+                # A rank may get an empty mini-batch: no passes, an all-reduce of zero gradients.
+                for idx, ids, am, r in self._micro_batches(batch, rows, R):
                     with self.autocast:
-                        v = self.critic.values(batch.input_ids[idx].to(self.device),
-                                               batch.attention_mask[idx].to(self.device), R).float().cpu()
+                        v = self._widen(self.critic.values(ids.to(self.device), am.to(self.device), r).float().cpu(),
+                                        R)
                     loss = 0.0
                     for k, (h, ret, mask, coef) in enumerate(targets):
                         head_loss = clipped_value_loss(v[..., h], old_values[idx][..., h], ret[idx], mask[idx],
@@ -389,14 +552,13 @@ class Trainer:
                 self.actor_opt.zero_grad(set_to_none=True)
                 count = float(loss_mask[rows].sum())
                 (norm,) = self._token_normalisers([count])
-                micro = rows.split(cfg.micro_batch_size) if len(rows) else ()  # a rank may get an empty mini-batch
-                for idx in micro:
+                # A rank may get an empty mini-batch: no passes, an all-reduce of zero gradients.
+                for idx, ids, am, r in self._micro_batches(batch, rows, R):
                     mask = loss_mask[idx]
                     with self.autocast:
-                        logp, entropy = response_logprobs(self.actor, batch.input_ids[idx].to(self.device),
-                                                          batch.attention_mask[idx].to(self.device), R,
+                        logp, entropy = response_logprobs(self.actor, ids.to(self.device), am.to(self.device), r,
                                                           with_entropy=True, temperature=cfg.temperature)
-                    logp, entropy = logp.float().cpu(), entropy.float().cpu()
+                    logp, entropy = self._widen(logp.float().cpu(), R), self._widen(entropy.float().cpu(), R)
                     pg, pg_stats = ppo_policy_loss(logp, old_logp[idx], advantages[idx], mask, cfg.clip_ratio,
                                                    cfg.clip_ratio_c, token_count=norm)
                     ent = masked_mean(entropy, mask, norm)
@@ -410,8 +572,8 @@ class Trainer:
                     for key, value in parts.items():
                         sums[key] += value * norm  # this micro-batch's token sum
                 tokens += count
-                average_gradients(list(self.actor.parameters()), self.reducer)
-                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+                average_gradients(self.actor_parameters, self.reducer)
+                torch.nn.utils.clip_grad_norm_(self.actor_parameters, cfg.grad_clip)
                 self.actor_opt.step()
         return {key: value / max(tokens, 1.0) for key, value in sums.items()}
 
@@ -427,8 +589,7 @@ class Trainer:
             return None
         critic_state = None
         if self.critic is not None:
-            critic_state = {k: v.contiguous() for k, v in self.critic.state_dict().items()
-                            if not (self.critic.shared and k.startswith("backbone."))}
+            critic_state = self.critic.checkpoint_state()
         optimizers = {"actor": self.actor_opt.state_dict(),
                       "critic": self.critic_opt.state_dict() if self.critic_opt is not None else None}
         state = checkpoint.TrainingState(step=self.step, world_size=self.reducer.world_size,
@@ -461,15 +622,26 @@ class Trainer:
             holds, trains = ("no critic", "one") if critic_state is None else ("a critic", "none")
             raise ValueError(f"checkpoint: {ckpt.path} holds {holds}, but estimator {self.config.estimator!r} trains "
                              f"{trains}; resume with the estimator that wrote it")
-        actor, _ = ckpt.load_actor(with_tokenizer=False)
-        self.actor.load_state_dict(actor.state_dict())
+        if ckpt.is_lora != self.lora:
+            holds, trains = ("LoRA adapters", "full fine-tuning") if ckpt.is_lora else ("a full model", "LoRA")
+            raise ValueError(f"lora_rank: {ckpt.path} holds {holds}, but this run trains with {trains}; resume "
+                             "with the lora_rank that wrote it")
+        if self.lora:
+            from hiper.models import load_adapter_state
+
+            load_adapter_state(self.actor, ckpt.adapter_state())
+        else:
+            actor, _ = ckpt.load_actor(with_tokenizer=False)
+            self.actor.load_state_dict(actor.state_dict())
         if self.critic is not None:
-            self.critic.load_state_dict(critic_state, strict=not self.critic.shared)
+            self.critic.load_checkpoint_state(critic_state)
         self.actor_opt.load_state_dict(state.optimizers["actor"])
         if self.critic_opt is not None:
             self.critic_opt.load_state_dict(state.optimizers["critic"])
         checkpoint.restore_rng_state(state.rng[self.reducer.rank], self.device)
         self.step = state.step
+        if self.engine is not None:
+            self.engine.sync_weights(self.actor)
         return ckpt
 
     # ------------------------------------------------------------------ the loop
@@ -493,48 +665,119 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if main:
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        bars = log is not None and cfg.progress
+        if bars and log is print:
+            log = _print_above_bars
+        if log is not None:
+            for line in self.banner(resume):
+                log(line)
         history = []
         # On resume, TensorBoard hides the events logged after the checkpoint (they are logged again).
         writer = _tensorboard(self.run_dir, purge_step=self.step + 1 if resume else None) if main else None
-        progress = _progress(cfg.steps, self.step, enabled=log is not None)
-        while self.step < cfg.steps:
-            metrics = self.train_step()
-            if self.reducer.distributed:
-                # Batch-level numbers over every rank's environments (rows: summed).
-                metrics.update(self.reducer.mean({k: metrics[k] for k in _RANK_AVERAGED}))
-                metrics["rows"] = int(round(self.reducer.mean({"rows": metrics["rows"]})["rows"]
-                                            * self.reducer.world_size))
-            if main and cfg.eval_every and self.step % cfg.eval_every == 0:
-                from hiper.evaluate import evaluate
+        self._step_bar = StepBar(cfg.steps, self.step) if bars else None
+        self._rollout_bar = bars
+        self._on_rollout_turn = self._estimate_after_first_turn(log) if log is not None else None
+        try:
+            while self.step < cfg.steps:
+                metrics = self.train_step()
+                if self.reducer.distributed:
+                    # Batch-level numbers over every rank's environments (rows: summed).
+                    metrics.update(self.reducer.mean({k: metrics[k] for k in _RANK_AVERAGED}))
+                    metrics["rows"] = int(round(self.reducer.mean({"rows": metrics["rows"]})["rows"]
+                                                * self.reducer.world_size))
+                if main and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    from hiper.evaluate import evaluate
 
-                metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs, cfg.eval_split or None,
-                                           cfg.max_turns, cfg.max_new_tokens, data=cfg.data or None,
-                                           tasks=cfg.task_list())
-            if main:
-                runs.append_metrics(self.run_dir, metrics)
-            history.append(metrics)
-            if writer is not None:
-                for key, value in _scalars(metrics):
-                    writer.add_scalar(key, value, self.step)
-                writer.flush()
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(success=f"{metrics['success_rate']:.2f}",
-                                     step_s=f"{metrics['timings']['total']:.1f}")
-            saved = self.save_checkpoint() if cfg.save_every and self.step % cfg.save_every == 0 else None
-            if log is not None:
-                tm = metrics["timings"]
-                log(f"step {metrics['step']}/{cfg.steps}: success {metrics['success_rate']:.2f} "
-                    f"return {metrics['episode_return']:.2f} invalid {metrics['invalid_rate']:.2f} "
-                    f"critic {metrics['critic_loss']:.4f} pg {metrics['pg_loss']:.4f} | "
-                    + " ".join(f"{k} {v:.2f}s" for k, v in tm.items())
-                    + f" | masks+HAE+pack {100 * metrics['compiled_fraction']:.3f}% of the step"
-                    + (f" | ckpt {checkpoint.format_size(saved.size_bytes)}" if saved is not None else ""))
-        if progress is not None:
-            progress.close()
+                    self._phase("evaluation")
+                    metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs,
+                                               cfg.eval_split or None, cfg.max_turns, cfg.max_new_tokens,
+                                               data=cfg.data or None, tasks=cfg.task_list(), progress=bars)
+                if main:
+                    runs.append_metrics(self.run_dir, metrics)
+                history.append(metrics)
+                if writer is not None:
+                    for key, value in _scalars(metrics):
+                        writer.add_scalar(key, value, self.step)
+                    writer.flush()
+                saved = None
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self._phase("saving the checkpoint")
+                    with quiet_progress_bars():
+                        saved = self.save_checkpoint()
+                if self._step_bar is not None:
+                    self._step_bar.step_done(metrics["success_rate"], metrics["timings"]["total"])
+                if log is not None:
+                    tm = metrics["timings"]
+                    log(f"step {metrics['step']}/{cfg.steps}: success {metrics['success_rate']:.2f} "
+                        f"return {metrics['episode_return']:.2f} invalid {metrics['invalid_rate']:.2f} "
+                        f"critic {metrics['critic_loss']:.4f} pg {metrics['pg_loss']:.4f} | "
+                        + " ".join(f"{k} {v:.2f}s" for k, v in tm.items())
+                        + f" | masks+HAE+pack {100 * metrics['compiled_fraction']:.3f}% of the step"
+                        + (f" | ckpt {checkpoint.format_size(saved.size_bytes)}" if saved is not None else ""))
+        finally:
+            if self._step_bar is not None:
+                self._step_bar.close()
+            self._step_bar, self._rollout_bar, self._on_rollout_turn = None, False, None
         if writer is not None:
             writer.close()
         return history
+
+    def banner(self, resume: bool = False) -> list[str]:
+        """What train() prints before the first step: the model and where it runs, the sizes and
+        the profile they came from, the games, the run directory."""
+        cfg = self.config
+        parameters = sum(p.numel() for p in self.actor.parameters())
+        name = getattr(self.actor.config, "_name_or_path", "") or type(self.actor).__name__
+        if cfg.tiny_model:
+            name = "a tiny random Llama"
+        elif cfg.model is None and Path(name) == models.cache_dir() / models.DEFAULT_MODEL:
+            name = f"SmolLM2-135M-Instruct (the offline default, {name})"
+        precision = str(next(self.actor.parameters()).dtype).removeprefix("torch.") + " weights"
+        if self.bf16:
+            precision += ", bf16 autocast"
+        if self.lora:
+            trained = sum(p.numel() for p in self.actor_parameters)
+            precision += f", LoRA rank {cfg.lora_rank} ({trained / 1e6:.2f}M trained)"
+        ranks = f" per rank x {self.reducer.world_size} ranks" if self.reducer.world_size > 1 else ""
+        start = f" (resuming after step {self.step})" if resume else ""
+        games = f"{self.split_games:,} games"
+        if cfg.tasks:
+            games += f" of tasks {cfg.tasks}"
+        if cfg.env == "alfworld":
+            from hiper.envs.alfworld import resolve_data
+
+            games += ", hiper's packaged sample" if cfg.data == "sample" else f", data {resolve_data(cfg.data or None)}"
+        return [f"model: {name} ({parameters / 1e6:.1f}M parameters) on {self.device}, {precision}; "
+                f"generation: {_ENGINE_NAMES.get(self._engine_name(), self._engine_name())}",
+                self.sizes.describe(cfg),
+                f"run: {cfg.steps} step(s){start} of {cfg.envs} environments{ranks} x {cfg.max_turns} turns x "
+                f"{cfg.max_new_tokens} new tokens, micro-batches of {cfg.micro_batch_size} rows, "
+                f"estimator {cfg.estimator}",
+                f"games: {cfg.env} split {cfg.split} ({games})",
+                f"run directory: {self.run_dir}"]
+
+    def _estimate_after_first_turn(self, log) -> Callable[[TurnProgress], None]:
+        """A rollout hook that logs, once, after this run's first rollout turn, upper bounds on
+        the time of a step and of the steps left (hiper.progress.StepEstimate)."""
+        cfg = self.config
+        steps_left = cfg.steps - self.step
+        passes = update_passes(critic=self.critic is not None, shared_critic=cfg.shared_critic,
+                               reference=cfg.kl_coef > 0,
+                               gradient_checkpointing=cfg.gradient_checkpointing, ppo_epochs=cfg.ppo_epochs)
+        parameters = sum(p.numel() for p in self.actor.parameters())
+
+        def on_turn(turn: TurnProgress) -> None:
+            if turn.turn != 1 or self._on_rollout_turn is not on_turn:
+                return
+            self._on_rollout_turn = None  # the next steps' rollouts report nothing
+            estimate = StepEstimate.from_first_turn(turn, parameters=parameters, max_new_tokens=cfg.max_new_tokens,
+                                                    max_prompt_length=cfg.max_prompt_length, passes=passes)
+            log(f"first rollout turn: {turn.rows} prompts of <= {turn.prompt_width} tokens read in "
+                f"{turn.prefill_seconds:.1f} s, {turn.new_tokens} new tokens in {turn.generate_seconds:.1f} s "
+                f"({turn.tokens_per_second:.0f} tokens/s)")
+            log(estimate.describe(steps_left))
+
+        return on_turn
 
     def _claim_run_dir(self) -> None:
         """A new run: refuse a run_dir that holds another run, or clear it with config.overwrite.
@@ -546,6 +789,19 @@ class Trainer:
         if self.reducer.rank == 0 and self.config.overwrite:
             runs.clear_run(self.run_dir)
 
+
+def _uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether the forward passes run under bf16 autocast (TrainConfig.precision)."""
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not supported:
+            raise ValueError(f"precision: bf16 asked for, but {torch.cuda.get_device_name(device)} does not support it")
+        return precision == "bf16" or (precision == "auto" and supported)
+    return precision == "bf16"
+
+
+# How the banner names the rollout engines of hiper.engines.
+_ENGINE_NAMES = {"hf": "hf generate", "vllm": "vLLM"}
 
 # Per-rank metrics averaged over ranks for the log (each rank has as many environments).
 _RANK_AVERAGED = ("success_rate", "episode_return", "turns", "switches_per_episode", "switch_rate", "invalid_rate",
@@ -571,18 +827,140 @@ def _tensorboard(directory: Path, purge_step: int | None = None):
     return SummaryWriter(log_dir=str(directory / runs.TENSORBOARD), purge_step=purge_step)
 
 
-def _progress(total: int, done: int, enabled: bool):
-    if not enabled:
-        return None
+def _print_above_bars(message: str) -> None:
+    """print(), for log lines while progress bars are on screen: above the bars, not through them."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, desc="training", unit="step")
+    tqdm.write(message)
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values) - known
+# ---------------------------------------------------------------------------------------------
+# Checking a configuration, and reading one from a file or a command line
+# ---------------------------------------------------------------------------------------------
+
+# The ranges of the numeric fields; a size left None (the device profile's) is checked once filled.
+_AT_LEAST_ONE = ("envs", "steps", "max_turns", "max_new_tokens", "max_prompt_length", "group_size", "ppo_epochs",
+                 "mini_batch_size", "micro_batch_size", "eval_envs")
+_NOT_NEGATIVE = ("history_length", "temperature", "actor_lr", "critic_lr", "weight_decay", "entropy_coeff", "kl_coef",
+                 "high_value_coef", "term_value_coef", "save_every", "eval_every", "workers", "lora_rank",
+                 "micro_batch_tokens")
+_ABOVE_ZERO = ("grad_clip", "clip_ratio", "cliprange_value", "lora_alpha")
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _declared_kinds(cls) -> dict[str, tuple[type, bool]]:
+    """Each field's declared type (bool, int, float or str) and whether the annotation allows None."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        kinds[name] = (next((a for a in args if a is not type(None)), hint), type(None) in args)
+    return kinds
+
+
+# TrainConfig field -> (its type: bool, int, float or str; whether it may be None).
+FIELD_TYPES = _declared_kinds(TrainConfig)
+
+
+def parse_value(kind: type, value: Any, *, text: bool = True):
+    """`value` as a `kind` (bool, int, float or str). With `text` (a YAML file, a command line)
+    a value may also come as a string: a bool as true/false, yes/no, on/off or 1/0 (also the
+    numbers 1 and 0), an int as an integral string, a float as a numeric string ("1e-6", which
+    YAML reads as a string). An int is never read from 1.5 or a bool; a float field takes an
+    int. TypeError otherwise, saying what was expected (the caller names the field)."""
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind is bool:
+        if is_bool:
+            return bool(value)
+        if text and isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        if text and isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, (int, np.integer)) and not is_bool:
+            return int(value)
+        if text and isinstance(value, str):
+            try:
+                return int(value)  # "1.5" and "two" raise
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float, np.integer, np.floating)) and not is_bool:
+            return float(value)
+        if text and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+    raise TypeError(f"expected {_EXPECTED[kind]}, got {value!r}")
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Every field holds its declared type, None only where the field allows it; ints in float
+    fields become floats and numpy scalars Python ones (config.json is JSON)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind, optional = FIELD_TYPES[f.name]
+        if value is None and (optional or f.default is None):
+            continue
+        try:
+            value = parse_value(kind, value, text=False)
+        except TypeError as exc:
+            raise TypeError(f"{f.name}: {exc}") from None
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{f.name}: expected a finite number, got {value!r}")
+        setattr(config, f.name, value)
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    def refuse(name: str, rule: str):
+        raise ValueError(f"{name}: must be {rule}, got {getattr(config, name)!r}")
+
+    for names, outside, rule in ((_AT_LEAST_ONE, lambda v: v < 1, ">= 1"), (_NOT_NEGATIVE, lambda v: v < 0, ">= 0"),
+                                 (_ABOVE_ZERO, lambda v: v <= 0, "> 0")):
+        for name in names:
+            if getattr(config, name) is not None and outside(getattr(config, name)):
+                refuse(name, rule)
+    if config.clip_ratio_c <= 1:
+        refuse("clip_ratio_c", "> 1")  # the dual clip bounds the loss at clip_ratio_c x |advantage|
+    if not 0 < config.top_p <= 1:
+        refuse("top_p", "in (0, 1]")
+    if not 0 <= config.lora_dropout < 1:
+        refuse("lora_dropout", "in [0, 1)")
+    if not any(t.strip() for t in config.lora_targets.split(",")):
+        refuse("lora_targets", "comma-separated module names")
+    if not 0 <= config.seed < 2**32:
+        refuse("seed", "in [0, 2**32)")
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from a mapping of field names to values, as a YAML file gives them: each value
+    is read as its field's declared type (`parse_value`: "false" is False, "1e-6" a float, null
+    None where the field allows it), then the config checks itself. Unknown keys, and values of
+    the wrong type, are refused naming the key (`config key envs: expected an integer, got 'two'`)."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"config: expected a mapping of TrainConfig fields, got {type(values).__name__}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(str(key) for key in values if key not in defaults)
     if unknown:
-        raise ValueError(f"config: unknown keys {sorted(unknown)}")
-    return TrainConfig(**values)
+        import difflib
 
+        near = sorted({m for key in unknown for m in difflib.get_close_matches(key, defaults, n=2)})
+        raise ValueError(f"config: unknown keys {unknown}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    parsed = {}
+    for name, value in values.items():
+        kind, optional = FIELD_TYPES[name]
+        if value is None and (optional or defaults[name] is None):
+            parsed[name] = None
+            continue
+        try:
+            parsed[name] = parse_value(kind, value)
+        except TypeError as exc:
+            raise TypeError(f"config key {name}: {exc}") from None
+    return TrainConfig(**parsed)

@@ -66,7 +66,7 @@ def op_cases():
         "episode_returns": (d["traj"], d["turn"], d["rewards"]),
         "group_advantages": (scores, groups, "grpo", None, 1e-6),
         "gigpo_advantages": (d["traj"], d["turn"], scores, d["rewards"], d["done"], groups, d["turn"] % 3, 0.95, 1.0,
-                             "mean_norm", 1e-6),
+                             "mean_norm", 1e-6, 0.1 * (~d["valid"].bool()).float()),
     }
 
 
@@ -110,6 +110,14 @@ def test_ops_match_the_python_api():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     order = torch.ops.hiper.build_layout(d["traj"], d["turn"], d["switch"])[0]
     np.testing.assert_array_equal(order.numpy(), layout.order)
+    # GiGPO with the authors' invalid-action penalty on the step part.
+    args = CASES["gigpo_advantages"]
+    traj, turn, scores, rewards, dones, groups, anchors, *_, penalty = args
+    assert penalty.any()
+    want = hiper.gigpo_advantages(hiper.build_layout(traj, turn), scores, rewards, dones, groups, anchors, gamma=0.95,
+                                  step_penalty=penalty)
+    torch.testing.assert_close(torch.ops.hiper.gigpo_advantages(*args), torch.as_tensor(want), rtol=0, atol=0)
+    assert not torch.equal(torch.ops.hiper.gigpo_advantages(*args[:-1]), torch.ops.hiper.gigpo_advantages(*args))
 
 
 def test_compiled_graph_equals_eager():

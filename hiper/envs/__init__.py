@@ -1,13 +1,18 @@
-"""Text environments behind one protocol (see hiper.envs.base) and a vectorised pool.
+"""Text environments behind one protocol (see hiper.envs.base), a vectorised pool, and the
+registry of which games each environment family plays (hiper.envs.registry).
 
     ALFWorld      hiper.envs.alfworld       (the paper's benchmark; real engine, offline game files)
     TextWorld     hiper.envs.textworld_cooking  (cooking games generated offline by tw-make)
     ScienceWorld  hiper.envs.scienceworld   (Java)
 
 Adding one: subclass `TextEnv`, implement `_reset(seed) -> Observation` and
-`_step(action) -> Step` (with `info["won"]`), and give `EnvSpec.make` a `kind` for it.
+`_step(action) -> Step` (with `info["won"]`), build it with `EnvSpec("custom", {"factory":
+"my_module:MyEnv", ...})`, and `register(Family("mine", {"train": [...], "test": [...]}, ...))`
+so that the trainer, evaluation and `hiper train --env mine` play it.
 """
 from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
 from hiper.envs.pool import EnvPool, EnvSpec, EnvWorkerError
+from hiper.envs.registry import Family, register
 
-__all__ = ["DEFAULT_MAX_STEPS", "EnvPool", "EnvSpec", "EnvWorkerError", "Observation", "Step", "TextEnv"]
+__all__ = ["DEFAULT_MAX_STEPS", "EnvPool", "EnvSpec", "EnvWorkerError", "Family", "Observation", "Step", "TextEnv",
+           "register"]

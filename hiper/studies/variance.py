@@ -31,21 +31,25 @@ ALL = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld")
-    parser.add_argument("--split", default="train")
+    from hiper.cli import add_boolean_flag
+
+    parser.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld",
+                        help="environment family")
+    parser.add_argument("--split", default="train", help="split whose games the batches play")
     parser.add_argument("--data", default=None, help="ALFWorld data root, or 'sample' (default: $ALFWORLD_DATA)")
     parser.add_argument("--batches", type=int, default=4, help="K independent rollout batches (>= 2)")
     parser.add_argument("--envs", type=int, default=4, help="environments per batch")
     parser.add_argument("--group-size", type=int, default=2, help="rollouts per game (GRPO/RLOO/GiGPO groups)")
-    parser.add_argument("--max-turns", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--estimators", default=",".join(ALL))
+    parser.add_argument("--max-turns", type=int, default=6, help="turns per episode")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="tokens per response")
+    parser.add_argument("--estimators", default=",".join(ALL), help="comma-separated estimators to compare")
     parser.add_argument("--model", default=None, help="HF name or path (default: SmolLM2-135M-Instruct, offline)")
-    parser.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test)")
-    parser.add_argument("--micro-batch-size", type=int, default=4)
+    add_boolean_flag(parser, "--tiny-model", default=False, help="a tiny random model with --model's tokenizer "
+                     "(smoke test)", hidden_alias="--tiny")
+    parser.add_argument("--micro-batch-size", type=int, default=4, help="rows per forward pass")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/variance")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the model, the sampling and the games")
+    parser.add_argument("--out", default="runs/variance", help="output directory")
 
 
 def gradient_subset(model) -> list[torch.nn.Parameter]:
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     config = TrainConfig(env=args.env, split=args.split, data=args.data or "", envs=args.envs, group_size=args.group_size,
                          max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, model=args.model,
-                         tiny_model=args.tiny, micro_batch_size=args.micro_batch_size, kl_coef=0.0,
+                         tiny_model=args.tiny_model, micro_batch_size=args.micro_batch_size, kl_coef=0.0,
                          gradient_checkpointing=False, seed=args.seed, estimator="hae")
     trainer = Trainer(config)
     trainer.actor.requires_grad_(False)

@@ -1,0 +1,67 @@
+"""Learning curves: integer step ticks, plain tick labels, the run's name, constant series."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from hiper.plot import learning_curves  # noqa: E402
+
+
+def write_run(run, rows):
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+@pytest.fixture
+def three_steps(tmp_path):
+    """Three steps: a constant loss, a constant return of 0, and a policy loss whose changes
+    are 1e-4 of its size (matplotlib's default labels it `1e-9+1.234e-5`)."""
+    run = tmp_path / "demo-run"
+    write_run(run, [{"step": s, "success_rate": 0.0, "episode_return": 0.0, "switch_rate": 0.25, "invalid_rate": 1.0,
+                     "critic_loss": 0.5625, "pg_loss": 1.2345e-5 + s * 1e-9} for s in (1, 2, 3)])
+    return run
+
+
+def drawn(run):
+    fig = learning_curves(run)
+    fig.canvas.draw()  # tick labels and offsets are computed at draw time
+    return fig, {ax.get_title(): ax for ax in fig.axes}
+
+
+def test_steps_are_integer_ticks_and_no_axis_has_offset_text(three_steps):
+    fig, axes = drawn(three_steps)
+    assert len(axes) == 6
+    for title, ax in axes.items():
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown), (title, shown)
+        for axis in (ax.xaxis, ax.yaxis):
+            assert axis.get_major_formatter().get_offset() == "", title
+    labels = [t.get_text() for t in axes["policy loss"].get_yticklabels()]
+    assert all(label.startswith("0.00001234") for label in labels), labels  # the whole value in every label
+
+
+def test_the_title_names_the_run_and_constant_series_get_a_symmetric_margin(three_steps):
+    fig, axes = drawn(three_steps)
+    assert fig._suptitle.get_text() == "demo-run: 3 step(s)"
+    assert axes["critic loss"].get_ylim() == pytest.approx((0.5625 - 0.05, 0.5625 + 0.05))
+    assert axes["episode return"].get_ylim() == pytest.approx((-0.05, 0.05))
+    assert axes["success rate"].get_ylim() == pytest.approx((-0.05, 1.05))  # rates keep their 0..1 range
+
+
+def test_hiper_plot_writes_the_png(three_steps):
+    done = subprocess.run([sys.executable, "-m", "hiper", "plot", str(three_steps)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(three_steps / "curves.png")
+    assert (three_steps / "curves.png").stat().st_size > 1000
+
+
+def test_a_run_without_metrics_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run_dir: no metrics.jsonl"):
+        learning_curves(tmp_path)
