@@ -582,9 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The `hiper` command. An error the user can fix (a bad flag, config key or file, a failed
-    environment worker) prints one line, `hiper: error: --envs: ...`, and returns 1; Ctrl-C prints
-    `hiper: interrupted` and returns 130; any other error keeps its traceback, as every error does
-    with --debug or HIPER_DEBUG=1."""
+    environment worker: a ValueError, a TypeError naming its argument, a missing file, ...) prints
+    one line, `hiper: error: --envs: ...`, and returns 1; Ctrl-C prints `hiper: interrupted` and
+    returns 130; any other error keeps its traceback, as every error does with --debug or
+    HIPER_DEBUG=1."""
     from hiper.envs.pool import EnvWorkerError
 
     args = build_parser().parse_args(argv)
@@ -597,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         print("hiper: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, PermissionError, EnvWorkerError) as exc:
-        if debug:
+        # A TypeError is the user's when it names what was wrong, as hiper's checks do ("envs:
+        # expected an integer"); Python's own ("f() missing 1 required argument") is a bug.
+        if debug or (isinstance(exc, TypeError) and not re.match(r"(config key )?[A-Za-z_]\w*: ", str(exc))):
             raise
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         rest = " (--debug shows the rest)" if len(lines) > 1 else ""

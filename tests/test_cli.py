@@ -162,7 +162,7 @@ def test_every_bad_value_is_refused_on_one_line_naming_its_flag(argv, code, line
 def test_a_mistyped_command_is_one_line(capsys):
     code, out, err = run(["trian"], capsys)
     assert (code, out) == (2, "") and err.count("\n") == 1
-    assert err.startswith("hiper: error: command: invalid choice: 'trian' (choose from 'info', 'hae', 'rollout', 'train'")
+    assert err.startswith("hiper: error: command: invalid choice: 'trian' (choose from 'info', 'hae', 'rollout', ")
     assert err.endswith(") (see hiper --help)\n")
 
 
@@ -196,12 +196,13 @@ def test_interrupt_and_unexpected_errors(monkeypatch, capsys):
     with pytest.raises(KeyboardInterrupt):
         main(["info", "--debug"])
 
-    def broken(args):
-        raise RuntimeError("a bug")
+    for bug in (RuntimeError("a bug"), TypeError("f() missing 1 required positional argument: 'x'")):
+        def broken(args):
+            raise bug
 
-    monkeypatch.setattr(cli, "cmd_info", broken)
-    with pytest.raises(RuntimeError, match="a bug"):  # not the user's to fix: the traceback stays
-        main(["info"])
+        monkeypatch.setattr(cli, "cmd_info", broken)
+        with pytest.raises(type(bug)):  # not the user's to fix: the traceback stays
+            main(["info"])
 
     def refused(args):
         raise ValueError("envs: bad")

@@ -103,7 +103,7 @@ def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarra
     cfg, batch = trainer.config, rollout.batch
     R = batch.responses.shape[1]
     spans = trainer.masker(batch.responses, batch.response_mask, include_tags=True)
-    values = trainer._forward_all(batch, lambda ids, am: trainer.critic.values(ids, am, R))
+    values = trainer._forward_all(batch, lambda ids, am, r: trainer.critic.values(ids, am, r), R)
     credit = {}
     for name in estimators:
         adv, mask, _ = estimate(name, batch, spans=spans, values=values, masker=trainer.masker,
@@ -111,7 +111,8 @@ def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarra
                                 hae_config=cfg.hae_config(), flat_config=cfg.flat_config())
         credit[name] = (adv.float(), mask.float(), max(float(mask.sum()), 1.0))
     sums = {name: [torch.zeros_like(p) for p in params] for name in estimators}
-    for sl in trainer._chunks(batch.num_rows):
+    size = cfg.micro_batch_size
+    for sl in (slice(i, i + size) for i in range(0, batch.num_rows, size)):
         logp = response_logprobs(trainer.actor, batch.input_ids[sl], batch.attention_mask[sl], R,
                                  temperature=trainer.config.temperature)
         for i, name in enumerate(estimators):
