@@ -177,8 +177,12 @@ class TrainConfig:
         _check_ranges(self)
         if self.engine == "vllm" and self.lora_rank > 0:
             raise ValueError("engine: vllm does not serve LoRA policies yet (lora_rank > 0); use hf or auto")
-        if self.envs is not None and self.envs % self.group_size:
-            raise ValueError(f"group_size: must divide envs ({self.envs}), got {self.group_size}")
+        # A step's environments are envs per rank times the ranks torchrun starts (WORLD_SIZE).
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if self.envs is not None and (self.envs * world) % self.group_size:
+            ranks = f" x {world} ranks" if world > 1 else ""
+            raise ValueError(f"group_size: must divide the environments of a step ({self.envs}{ranks}), "
+                             f"got {self.group_size}")
         family(self.env)  # registered, or module:attribute naming a Family (imported here)
         self.hae_config()  # discount and lambdas in [0, 1], finite penalties
         self.flat_config()

@@ -116,7 +116,7 @@ def test_debug_shows_the_traceback(tmp_path):
                                         "(see hiper train --help)"),
     (["train", "--flat-reward", "x"], 2, "--flat-reward: invalid choice: 'x' (choose from 'episode', 'turn') "
                                          "(see hiper train --help)"),
-    (["train", "--group-size", "3", "--envs", "4"], 1, "--group-size: must divide envs (4), got 3"),
+    (["train", "--group-size", "3", "--envs", "4"], 1, "--group-size: must divide the environments of a step (4), got 3"),
     (["train", "--actor-lr=-1e-6"], 1, "--actor-lr: must be >= 0, got -1e-06"),
     (["train", "--critic-lr", "-1"], 1, "--critic-lr: must be >= 0, got -1.0"),
     (["train", "--clip-ratio", "0"], 1, "--clip-ratio: must be > 0, got 0.0"),
