@@ -11,4 +11,5 @@ HIPER_CUDA=OFF HIPER_SANITIZE=ON pip install -e . --no-build-isolation -C build-
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   python -m pytest -p no:cacheprovider -q tests/test_layout.py tests/test_core_ops.py tests/test_errors.py \
-  tests/test_dropin.py tests/test_masks.py tests/test_buffer.py tests/test_cuda_masks.py tests/test_cuda_buffer.py
+  tests/test_dropin.py tests/test_masks.py tests/test_buffer.py tests/test_cuda_masks.py tests/test_cuda_buffer.py \
+  tests/test_threads.py tests/test_flat.py
