@@ -6,13 +6,14 @@ tokens per response, rows per forward — default to None in `hiper.trainer.Trai
 anything (values given explicitly win), so the resolved config is what the run records.
 
     profile  envs  max_turns  max_new_tokens  micro_batch_size
-    cpu         2          4              64                 4   a 2-step SmolLM2-135M run in minutes on 2 cores
-    gpu        16         50             512                16   the authors' per-GPU scale (their turns and tokens)
+    cpu         2          4              64                 4   2 SmolLM2-135M steps: ~21 min on one CPU thread
+    gpu        16         50             512                16   the authors' turns and tokens, one GPU's batch
 
 Why the CPU profile is small: a step does about eleven forward-equivalents over every token it
 trains on (values, old and reference log-probs, forward + backward + recomputation for critic
 and actor), on rows of ~1k tokens (the ALFWorld prompt), so its cost grows with envs x
-max_turns; at the authors' sizes (4 x 50 turns x 512 tokens) a step takes hours on a CPU.
+max_turns; at the authors' sizes (50 turns x 512 tokens) a step takes hours on a CPU. README.md
+("What a step costs") has the measurements.
 """
 from __future__ import annotations
 

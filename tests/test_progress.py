@@ -61,7 +61,15 @@ def test_profiles_refuse_what_is_not_a_device_or_a_config():
         resolve_sizes({"envs": None}, torch.device("cpu"))
 
 
-def test_the_trainer_builds_and_records_the_resolved_sizes(tmp_path):
+@pytest.fixture
+def own_registry(monkeypatch):
+    """Families registered by the test (COUNTING, on use) are forgotten after it."""
+    from hiper.envs import registry
+
+    monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
+
+
+def test_the_trainer_builds_and_records_the_resolved_sizes(tmp_path, own_registry):
     trainer = Trainer(TrainConfig(env=COUNTING, tiny_model=True, model=TOKENIZER, steps=1, max_turns=2,
                                   max_new_tokens=4, kl_coef=0.0, save_every=0, run_dir=str(tmp_path / "run")))
     assert (trainer.config.envs, trainer.config.micro_batch_size) == (CPU.envs, CPU.micro_batch_size)
@@ -206,7 +214,8 @@ def test_hiper_train_prints_the_banner_the_estimate_and_its_bars(tmp_path):
         "M parameters) on cpu, float32 weights; generation: hf generate")
     assert lines[2] == ("sizes: cpu profile (device cpu): envs 2, max_turns 4, micro_batch_size 4; "
                         "set explicitly: max_new_tokens 8")
-    assert lines[3] == "run: 1 step(s) of 2 environments x 4 turns x 8 new tokens, micro-batches of 4 rows, estimator hae"
+    assert lines[3] == ("run: 1 step(s) of 2 environments x 4 turns x 8 new tokens, micro-batches of 4 rows, "
+                        "estimator hae")
     assert lines[4] == f"games: {COUNTING} split train (4 games)" and lines[5] == f"run directory: {run}"
     assert lines[6].startswith("first rollout turn: 2 prompts of <= ")
     assert lines[7].startswith("estimate (an upper bound") and lines[8].startswith("step 1/1: ")
