@@ -10,6 +10,10 @@
                                PPO with HAE (or --estimator gae|turn_gae|grpo|rloo|gigpo); every
                                TrainConfig field is a flag and a --config key (hiper train --help).
                                Data-parallel: torchrun --nproc_per_node=N -m hiper train ...
+    hiper sft --env alfworld [--episodes 200 --steps 200 --out runs/sft]
+                               supervised warm start: fine-tunes the policy on expert
+                               demonstrations in the Plan-Execute format and writes a model
+                               directory for `hiper train --model runs/sft`
     hiper eval --checkpoint RUN_DIR [--split valid_unseen --episodes 10]
                                success overall and per task type, turns, switches, invalid rate
     hiper plot RUN_DIR          learning curves to RUN_DIR/curves.png
@@ -280,6 +284,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hiper.warm_start import WarmStartConfig, warm_start
+
+    # The config checks every value (naming it: `main` turns `episodes: ...` into `--episodes: ...`),
+    # then warm_start checks games, expert, device and --out, all before any model loads.
+    config = WarmStartConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(WarmStartConfig)})
+    warm_start(config)
+    return 0
+
+
+def _add_sft_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per WarmStartConfig field (`--expert-noise 0.2`, `--keep-lost`), with the field's
+    description, default and choices, its value read as the field's type."""
+    import dataclasses
+    import typing
+
+    from hiper.warm_start import WarmStartConfig
+
+    kinds = typing.get_type_hints(WarmStartConfig)
+    for f in dataclasses.fields(WarmStartConfig):
+        kind = next(k for k in (typing.get_args(kinds[f.name]) or (kinds[f.name],)) if k is not type(None))
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")
+        if kind is bool:
+            add_boolean_flag(parser, flag, default=f.default, help=text)
+        else:
+            parser.add_argument(flag, type=_flag_type(kind), default=f.default, choices=f.metadata.get("choices"),
+                                help=text)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -327,8 +362,22 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from hiper.plot import plot_run
+    from hiper.plot import compare_runs, plot_run
 
+    if args.compare:
+        if args.run_dir or not args.out:
+            raise ValueError("compare: give the runs as LABEL=RUN_DIR[,RUN_DIR...] and the figure as --out, "
+                             "without a RUN_DIR")
+        groups = {}
+        for item in args.compare:
+            label, _, dirs = item.partition("=")
+            if not label or not dirs:
+                raise ValueError(f"compare: expected LABEL=RUN_DIR[,RUN_DIR...], got {item!r}")
+            groups[label] = dirs.split(",")
+        print(compare_runs(groups, args.out, args.title))
+        return 0
+    if not args.run_dir:
+        raise ValueError("run_dir: name a run directory (or --compare runs)")
     print(plot_run(args.run_dir, args.out))
     return 0
 
@@ -559,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the configuration (flags, --config, device, games, run directory), print it as "
                           "YAML and stop, loading no model")
     _add_config_flags(tr)
+    sf = command("sft", "supervised warm start: fine-tune a model on expert demonstrations and write it as a model "
+                        "directory (for hiper train --model, hiper eval --checkpoint)", cmd_sft)
+    _add_sft_flags(sf)
     ev = command("eval", "evaluate a checkpoint on held-out games", cmd_eval)
     ev.add_argument("--checkpoint", required=True,
                     help="a run directory (its latest checkpoint), a checkpoint directory, or a model directory")
@@ -574,8 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("archive", help="an archive of ALFWorld game files (e.g. alfworld_tw-pddl_all_splits.tar.xz)")
     pd.add_argument("dest", help="directory to unpack into; prints the ALFWORLD_DATA to export")
     pl = command("plot", "learning curves of a run to PNG", cmd_plot)
-    pl.add_argument("run_dir", help="a run directory (holding metrics.jsonl)")
+    pl.add_argument("run_dir", nargs="?", help="a run directory (holding metrics.jsonl)")
     pl.add_argument("--out", default=None, help="the PNG to write (default: RUN_DIR/curves.png)")
+    pl.add_argument("--compare", nargs="+", metavar="LABEL=RUN_DIR[,RUN_DIR...]",
+                    help="instead of one run's curves: each method's held-out success against the step, the mean "
+                         "over its runs (seeds) and their min-max band (needs --out)")
+    pl.add_argument("--title", default="", help="the --compare figure's title")
     _add_bench(sub)
     return parser
 

@@ -1,6 +1,10 @@
 """Learning curves of a run: `hiper plot RUN_DIR` reads RUN_DIR/metrics.jsonl and writes
 RUN_DIR/curves.png (success rate, episode return, switch and invalid rates, losses).
 
+Runs compared: `hiper plot --compare hae=runs/hae-0,runs/hae-1 grpo=runs/grpo-0,runs/grpo-1
+--out cmp.png` draws, per method, the held-out evaluation success against the step: the mean
+over its runs (seeds) as a line and their minimum to maximum as a band.
+
 Axes read as plain numbers: steps are integer ticks, tick labels carry their full value (no
 `1e-5` or `+1.234` offset text beside the axis), rates keep their 0..1 range, and a series
 that never changes sits in the middle of a small margin instead of an axis zoomed into float
@@ -93,3 +97,53 @@ def _margin_if_constant(ax, values: list[float]) -> None:
         return
     margin = 0.05 * max(abs(low), 1.0)
     ax.set_ylim(low - margin, high + margin)
+
+
+def compare_runs(groups: dict[str, list[str | Path]], out: str | Path, title: str = "") -> Path:
+    """Saves `comparison(groups, title)` to `out`."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison(groups, title)
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def comparison(groups: dict[str, list[str | Path]], title: str = ""):
+    """One figure of the held-out success (`eval.success_rate` of metrics.jsonl) against the
+    step for each group of runs: the mean over the group's runs and their min-max band. Every
+    run must hold evaluations at the same steps as the others of its group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    if not groups:
+        raise ValueError("compare: name at least one group, LABEL=RUN_DIR[,RUN_DIR...]")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, run_dirs in groups.items():
+        curves = []
+        for run_dir in run_dirs:
+            evals = [(r["step"], r["eval"]["success_rate"]) for r in read_metrics(run_dir) if "eval" in r]
+            if not evals:
+                raise ValueError(f"compare: {run_dir} holds no evaluations (train with --eval-every N)")
+            curves.append(evals)
+        steps = [s for s, _ in curves[0]]
+        if any([s for s, _ in c] != steps for c in curves):
+            raise ValueError(f"compare: the runs of {label!r} were evaluated at different steps")
+        values = np.array([[v for _, v in c] for c in curves])
+        line, = ax.plot(steps, values.mean(0), marker="o", label=f"{label} (mean of {len(curves)})")
+        ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out success rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _plain_numbers(ax.xaxis)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "held-out success: mean over seeds, band from min to max")
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,5 @@
-"""What long work tells the user while it runs: per-turn rollout progress and time estimates.
+"""What long work tells the user while it runs: per-turn rollout progress and time estimates
+(and `CountBar`, a plain bar of a known amount of work).
 
 A rollout reports every turn it plays as a `TurnProgress` (turns done, environments still
 running, tokens generated and how long that took); `RolloutBar` shows them as a tqdm bar on
@@ -81,6 +82,24 @@ class StepBar:
     def step_done(self, success_rate: float, seconds: float) -> None:
         self.last = f"success {success_rate:.2f}, {format_seconds(seconds)}"
         self.bar.set_postfix_str(f"last step: {self.last}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class CountBar:
+    """A tqdm bar on stderr of a known amount of work (`hiper sft`'s expert episodes and
+    fine-tuning steps), with a short status after the count."""
+
+    def __init__(self, total: int, desc: str, unit: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, status: str = "") -> None:
+        if status:
+            self.bar.set_postfix_str(status, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:

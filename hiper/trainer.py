@@ -60,8 +60,8 @@ class TrainConfig:
     Trainer fills them before building anything."""
 
     # what to train on
-    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, or module:attribute naming a hiper.envs.Family "
-                                    "of your own")
+    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, keychest, or module:attribute naming a "
+                                    "hiper.envs.Family of your own")
     model: str | None = _setting(None, "Hugging Face name or path of the policy "
                                        "(default: SmolLM2-135M-Instruct, offline)")
     tiny_model: bool = _setting(False, "a tiny random model with --model's tokenizer, for tests and smoke runs")
@@ -111,6 +111,9 @@ class TrainConfig:
     actor_lr: float = _setting(1e-6, "AdamW learning rate of the actor (0 freezes it)")
     critic_lr: float = _setting(1e-5, "AdamW learning rate of the critic (0 freezes it)")
     weight_decay: float = _setting(0.01, "AdamW weight decay")
+    freeze_embeddings: bool = _setting(False, "keep the actor's token embeddings (and an output layer tied to them) "
+                                              "fixed in full fine-tuning: Adam moves every row of a large "
+                                              "vocabulary's table on the tiny gradients of the softmax normaliser")
     grad_clip: float = _setting(1.0, "gradient-norm clip of every optimiser step")
     ppo_epochs: int = _setting(1, "passes over each step's rollout")
     mini_batch_size: int = _setting(256, "rows (turns) per optimiser step")
@@ -256,8 +259,13 @@ class Trainer:
             critic_adapter = models.CRITIC_ADAPTER if self.lora and not cfg.shared_critic else None
             self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic,
                                             adapter=critic_adapter).to(self.device).eval()
-        self.actor_parameters = (models.adapter_parameters(self.actor) if self.lora
-                                 else list(self.actor.parameters()))
+        if self.lora:
+            self.actor_parameters = models.adapter_parameters(self.actor)
+        else:
+            frozen = self.actor.get_input_embeddings().weight if cfg.freeze_embeddings else None
+            if frozen is not None:
+                frozen.requires_grad_(False)  # no gradient computed for it either
+            self.actor_parameters = [p for p in self.actor.parameters() if p is not frozen]
         if cfg.gradient_checkpointing:
             # Recompute activations in the backward pass: a 135M model on 1.3k-token rows
             # otherwise holds gigabytes of activations per micro-batch.

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +15,8 @@ import yaml
 from hiper import cli
 from hiper.cli import build_parser, main
 from hiper.trainer import TrainConfig, config_from_dict
+
+from cli_runs import hiper, run
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -36,43 +35,12 @@ def test_hae_on_embedded_batch(capsys):
 
 
 # ---------------------------------------------------------------------------- helpers
-def hiper(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m hiper ARGS` as a user runs it."""
-    environ = {key: value for key, value in os.environ.items() if key != "HIPER_DEBUG"}
-    environ.update(OMP_NUM_THREADS="1", **env)
-    return subprocess.run([sys.executable, "-m", "hiper", *args], capture_output=True, text=True, cwd=cwd,
-                          env=environ, timeout=300)
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """main(argv) in this process: (exit code, stdout, stderr); argparse's errors exit."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fails the test if a command gets as far as loading a model or building a Trainer."""
-    import hiper.models
-    import hiper.trainer
-
-    def loaded(*args, **kwargs):
-        pytest.fail("a model was loaded")
-
-    monkeypatch.setattr(hiper.models, "load", loaded)
-    monkeypatch.setattr(hiper.models, "tiny_random_model", loaded)
-    monkeypatch.setattr(hiper.trainer, "Trainer", loaded)
-    monkeypatch.delenv("HIPER_DEBUG", raising=False)
 
 
 # ---------------------------------------------------------------------------- one line, naming the flag
 @pytest.mark.parametrize("argv, code, line", [
     (["train", "--env", "foo"], 1,
-     "hiper: error: --env: expected one of alfworld, textworld, scienceworld or module:attribute naming a Family; "
+     "hiper: error: --env: expected one of alfworld, textworld, scienceworld, keychest or module:attribute naming a Family; "
      "got 'foo'"),
     (["train", "--keep-penalty-mode", "bogus"], 2,
      "hiper: error: --keep-penalty-mode: invalid choice: 'bogus' (choose from 'fixed', 'normalized') "
@@ -143,7 +111,7 @@ def test_debug_shows_the_traceback(tmp_path):
     (["train", "--env", "textworld", "--split", "valid_unseen"], 1,
      "--split: textworld has the splits train, valid, test; got 'valid_unseen'"),
     (["rollout", "--envs", "0"], 2, "--envs: must be >= 1, got 0 (see hiper rollout --help)"),
-    (["rollout", "--env", "foo"], 2, "--env: expected one of alfworld, textworld, scienceworld or module:attribute "
+    (["rollout", "--env", "foo"], 2, "--env: expected one of alfworld, textworld, scienceworld, keychest or module:attribute "
                                      "naming a Family; got 'foo' (see hiper rollout --help)"),
     (["eval", "--checkpoint", "run", "--device", "tpu"], 2,
      "--device: expected auto, cpu, cuda or cuda:N, got 'tpu' (see hiper eval --help)"),
@@ -380,7 +348,7 @@ def test_every_flag_has_a_description_and_shows_its_default(monkeypatch):
     assert "--norm-adv [true|false] normalise each advantage over the turns it lands on (default: true)" in text
     assert "--estimator {hae,gae,turn_gae,grpo,rloo,gigpo}" in text
     assert "--keep-penalty-mode {fixed,normalized}" in text and "--gigpo-mode {mean_norm,mean_std_norm}" in text
-    assert "--env ENV alfworld, textworld, scienceworld, or module:attribute" in text
+    assert "--env ENV alfworld, textworld, scienceworld, keychest, or module:attribute" in text
     rollout = " ".join(parser["hiper rollout"].format_help().split())
     assert "--max-turns MAX_TURNS turns per episode (default: 10)" in rollout
     assert "--tiny " not in rollout  # the old spelling works, unlisted

@@ -58,6 +58,7 @@ def _keys(env, split, **options):
 
 @pytest.mark.parametrize("env, held_out", [("alfworld", ("valid_unseen", "valid_seen")),
                                            ("textworld", ("valid", "test")),
+                                           ("keychest", ("test",)),
                                            pytest.param("scienceworld", ("dev", "test"), marks=needs_java)])
 def test_no_evaluation_game_is_a_training_game(env, held_out, alfworld_data):
     options = {"data": alfworld_data} if env == "alfworld" else {}
@@ -87,10 +88,11 @@ def test_evaluation_refuses_more_games_than_the_split_holds():
         game_list("minecraft", "train")
 
 
-ROLES = {"alfworld": "household environment", "textworld": "text adventure", "scienceworld": "science environment"}
+ROLES = {"alfworld": "household environment", "textworld": "text adventure", "scienceworld": "science environment",
+         "keychest": "small room with a locked chest"}
 
 
-@pytest.mark.parametrize("env", ["alfworld", "textworld", pytest.param("scienceworld", marks=needs_java)])
+@pytest.mark.parametrize("env", ["alfworld", "textworld", "keychest", pytest.param("scienceworld", marks=needs_java)])
 def test_every_path_prompts_with_the_environments_own_role(env, tmp_path, monkeypatch):
     """Training, evaluation and `hiper rollout` render prompts that name the environment played."""
     import hiper.rollout
@@ -119,7 +121,8 @@ def test_every_path_prompts_with_the_environments_own_role(env, tmp_path, monkey
 
     report = evaluate(trainer.actor, trainer.tokenizer, env, 1, max_turns=1, max_new_tokens=4,
                       data="sample" if env == "alfworld" else None)
-    assert report["split"] == {"alfworld": "valid_unseen", "textworld": "valid", "scienceworld": "dev"}[env]
+    assert report["split"] == {"alfworld": "valid_unseen", "textworld": "valid", "scienceworld": "dev",
+                               "keychest": "test"}[env]
     check("evaluation")
     assert main(["rollout", "--env", env, *data, "--tiny", "--model", TOKENIZER, "--envs", "1", "--max-turns", "1",
                  "--max-new-tokens", "4"]) == 0
@@ -130,12 +133,12 @@ def test_a_family_of_your_own_trains_with_the_trainer_and_the_command_line(tmp_p
     import json
 
     from hiper.cli import main
-    from hiper.envs.registry import register
+    from hiper.envs import registry
     from hiper.format import format_turn
     from hiper.trainer import Trainer, TrainConfig
     from games_for_tests import COUNTING
 
-    register(COUNTING)
+    registry.register(COUNTING)  # for this test only (conftest's registry_as_it_was)
     trainer = Trainer(TrainConfig(env="counting", tiny_model=True, model=TOKENIZER, envs=2, steps=2, max_turns=2,
                                   max_new_tokens=4, run_dir=str(tmp_path / "run"), save_every=0, kl_coef=0.0))
     history = trainer.train(log=None)

@@ -65,3 +65,47 @@ def test_hiper_plot_writes_the_png(three_steps):
 def test_a_run_without_metrics_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="run_dir: no metrics.jsonl"):
         learning_curves(tmp_path)
+
+
+def evaluated_run(run, successes, steps=(0, 5, 10)):
+    write_run(run, [{"step": s, "success_rate": 0.5, "eval": {"success_rate": v}} for s, v in zip(steps, successes)])
+    return str(run)
+
+
+def test_compare_draws_the_mean_over_seeds_and_their_range(tmp_path):
+    from hiper.plot import comparison
+
+    hae = [evaluated_run(tmp_path / "hae-0", [0.2, 0.6, 0.8]), evaluated_run(tmp_path / "hae-1", [0.4, 0.8, 1.0])]
+    grpo = [evaluated_run(tmp_path / "grpo-0", [0.3, 0.3, 0.5])]
+    fig = comparison({"hae": hae, "grpo": grpo})
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["hae (mean of 2)", "grpo (mean of 1)"]
+    assert list(lines["hae (mean of 2)"].get_xdata()) == [0, 5, 10]
+    assert lines["hae (mean of 2)"].get_ydata() == pytest.approx([0.3, 0.7, 0.9])
+    band = ax.collections[0].get_paths()[0].vertices  # the hae band: min at the bottom, max on top
+    assert band[:, 1].min() == pytest.approx(0.2) and band[:, 1].max() == pytest.approx(1.0)
+
+
+def test_compare_refuses_runs_evaluated_at_different_steps_or_not_at_all(tmp_path):
+    from hiper.plot import comparison
+
+    a = evaluated_run(tmp_path / "a", [0.1, 0.2, 0.3])
+    b = evaluated_run(tmp_path / "b", [0.1, 0.2], steps=(0, 4))
+    with pytest.raises(ValueError, match="evaluated at different steps"):
+        comparison({"hae": [a, b]})
+    write_run(tmp_path / "c", [{"step": 1, "success_rate": 0.0}])
+    with pytest.raises(ValueError, match="holds no evaluations"):
+        comparison({"hae": [str(tmp_path / "c")]})
+
+
+def test_hiper_plot_compare_writes_the_png_and_needs_out(tmp_path):
+    a = evaluated_run(tmp_path / "a", [0.1, 0.2, 0.3])
+    out = tmp_path / "cmp.png"
+    done = subprocess.run([sys.executable, "-m", "hiper", "plot", "--compare", f"hae={a}", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 1000
+    done = subprocess.run([sys.executable, "-m", "hiper", "plot", "--compare", f"hae={a}"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("hiper: error: --compare:")

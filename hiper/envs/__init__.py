@@ -10,9 +10,9 @@ Adding one: subclass `TextEnv`, implement `_reset(seed) -> Observation` and
 "my_module:MyEnv", ...})`, and `register(Family("mine", {"train": [...], "test": [...]}, ...))`
 so that the trainer, evaluation and `hiper train --env mine` play it.
 """
-from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
+from hiper.envs.base import DEFAULT_MAX_STEPS, ExpertError, Observation, Step, TextEnv
 from hiper.envs.pool import EnvPool, EnvSpec, EnvWorkerError
 from hiper.envs.registry import Family, register
 
-__all__ = ["DEFAULT_MAX_STEPS", "EnvPool", "EnvSpec", "EnvWorkerError", "Family", "Observation", "Step", "TextEnv",
-           "register"]
+__all__ = ["DEFAULT_MAX_STEPS", "EnvPool", "EnvSpec", "EnvWorkerError", "ExpertError", "Family", "Observation", "Step",
+           "TextEnv", "register"]

@@ -19,7 +19,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
+from hiper.envs.base import DEFAULT_MAX_STEPS, ExpertError, Observation, Step, TextEnv
 
 SPLITS = ("train", "valid_seen", "valid_unseen", "valid_train")
 TASK_TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
@@ -116,8 +116,10 @@ def list_games(split: str = "valid_unseen", root: str | os.PathLike | None = Non
 
 
 class AlfworldEnv(TextEnv):
-    """One ALFWorld game. `expert=True` adds ALFWorld's hand-coded expert: `info["expert_action"]`
-    is its next action (used by tests and to check games are solvable)."""
+    """One ALFWorld game. Its expert is ALFWorld's hand-coded one (see `hiper.envs.alfworld_expert`):
+    `expert_turn()` gives its (subgoal, action). `expert=True` runs it from the start and adds its
+    next action to every step's info (`info["expert_action"]`); otherwise the first `expert_turn()`
+    starts it and lets it follow the episode so far (kept for that: the game states it saw)."""
 
     name = "alfworld"
 
@@ -130,18 +132,21 @@ class AlfworldEnv(TextEnv):
         self.expert = expert
         self._env = None
         self._task = ""
+        self._expert = None
+        self._seed = 0
+        self._history: list[tuple[str | None, object]] = []  # (action, state after it), for a late expert
 
     def describe(self) -> str:
         return f"alfworld:{self.game_file.parent.parent.name}/{self.game_file.parent.name}"
 
     def _make(self):
         import textworld
-        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredInfos
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
 
-        extras = ["gamefile"] + (["expert_plan"] if self.expert else [])
-        infos = textworld.EnvInfos(won=True, admissible_commands=True, extras=extras)
-        wrappers = [AlfredDemangler(), AlfredInfos] + ([AlfredExpert()] if self.expert else [])
-        return textworld.start(str(self.game_file), request_infos=infos, wrappers=wrappers)
+        # The expert reads the game's facts ("holds agent apple 1", "ishot apple 1"); asking for
+        # them costs no measurable time, so they are there should an expert start late.
+        infos = textworld.EnvInfos(won=True, admissible_commands=True, facts=True, extras=["gamefile"])
+        return textworld.start(str(self.game_file), request_infos=infos, wrappers=[AlfredDemangler(), AlfredInfos])
 
     def _observation(self, state) -> Observation:
         actions = [a for a in state["admissible_commands"] if a != "help"]
@@ -149,15 +154,21 @@ class AlfworldEnv(TextEnv):
 
     def _info(self, state) -> dict:
         info = {"won": bool(state["won"]), "task_type": self.task_type}
-        if self.expert:
-            plan = state.get("extra.expert_plan") or []
-            info["expert_action"] = plan[0] if plan else None
+        if self._expert is not None:
+            info["expert_action"] = self._expert.action
         return info
 
     def _reset(self, seed: int | None) -> Observation:
         if self._env is None:
             self._env = self._make()
+            if self.expert:
+                self._expert = self._new_expert()
         state = self._env.reset()
+        # The expert's own random choices (which of two apples) follow the episode's seed.
+        self._seed = 0 if seed is None else seed
+        self._history = [(None, state)] if self._expert is None else []
+        if self._expert is not None:
+            self._expert.start(state, self._seed)
         text = state["feedback"]
         match = re.search(re.escape(_TASK_PREFIX) + r"(.*)", text)
         self._task = match.group(1).strip() if match else ""
@@ -166,9 +177,33 @@ class AlfworldEnv(TextEnv):
 
     def _step(self, action: str) -> Step:
         state, _, done = self._env.step(action)
+        if self._expert is not None:
+            self._expert.observe(state, action)
+        else:
+            self._history.append((action, state))
         info = self._info(state)
         self.last_info = info
         return Step(self._observation(state), WIN_REWARD if info["won"] else 0.0, bool(done) or info["won"], info)
+
+    def _new_expert(self):
+        from hiper.envs.alfworld_expert import HandCodedExpert
+
+        return HandCodedExpert(self.game_file)
+
+    def expert_turn(self) -> tuple[str, str]:
+        if self._env is None:
+            raise RuntimeError(f"{self.describe()}: reset() the environment before asking its expert")
+        if self._expert is None:
+            # A late start: the expert follows the episode from its first state, as if it had been there.
+            self._expert = self._new_expert()
+            (_, first), *steps = self._history
+            self._expert.start(first, self._seed)
+            for action, state in steps:
+                self._expert.observe(state, action)
+            self._history = []
+        if self._expert.action is None:
+            raise ExpertError(f"{self.describe()}: {self._expert.failure}")
+        return self._expert.subgoal, self._expert.action
 
     def close(self) -> None:
         if self._env is not None:

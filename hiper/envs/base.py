@@ -30,6 +30,11 @@ class Step:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class ExpertError(RuntimeError):
+    """An environment's expert has no action for the current state: it cannot recover from an action
+    it did not choose, or it gave up. A demonstration that meets it is dropped, not patched."""
+
+
 class TextEnv(abc.ABC):
     """A text environment played one action at a time."""
 
@@ -67,3 +72,11 @@ class TextEnv(abc.ABC):
     def describe(self) -> str:
         """Which game this is (for error messages and logs)."""
         return self.name
+
+    def expert_turn(self) -> tuple[str, str]:
+        """What the environment's expert does now, as (subgoal, action): the natural-language
+        sub-goal of the phase of its plan the next action serves, and that action (one of the
+        current admissible actions). `hiper.demos` plays experts for supervised warm starts;
+        SWITCH is written on the turn the subgoal changes. Raises ExpertError when the expert cannot
+        go on from this state. Environments without an expert keep this default."""
+        raise NotImplementedError(f"{self.describe()}: this environment has no expert to demonstrate with")

@@ -8,6 +8,7 @@ held-out split for evaluation, and a role line for the prompt:
     alfworld   train / valid_unseen, valid_seen, ...    a game file of ALFWorld's json_2.1.1 release
     textworld  train / valid, test                      a cooking game, by its tw-make seed (disjoint ranges)
     scienceworld  train / dev, test                     a (task, variation) from ScienceWorld's own lists
+    keychest   train / test                             a room and action order of hiper's two-subgoal sanity game
 
     specs = training_specs("alfworld", "train", count=8, step=3, seed=0, max_turns=50)
     specs = evaluation_specs("alfworld", "valid_unseen", count=10, max_turns=50)
@@ -34,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from hiper.envs import keychest
 from hiper.envs.pool import EnvSpec
 
 # What a rollout names when an environment has no prompt role of its own.
@@ -132,6 +134,12 @@ def _scienceworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
             for task in tasks for v in variations(task, split)]
 
 
+def _keychest_games(split: str, options: GameOptions) -> list[EnvSpec]:
+    if options.tasks:
+        raise ValueError("tasks: keychest games have no task subsets")
+    return keychest.games(split)
+
+
 FAMILIES: dict[str, Family] = {}
 
 
@@ -149,6 +157,8 @@ register(Family("textworld", {s: _textworld_games for s in TEXTWORLD_SEEDS}, eva
                 prompt="textworld", task_type=lambda spec: "cooking"))
 register(Family("scienceworld", {s: _scienceworld_games for s in ("train", "dev", "test")}, eval_split="dev",
                 prompt="scienceworld", task_type=lambda spec: spec.kwargs["task"]))
+register(Family("keychest", {s: _keychest_games for s in ("train", "test")},
+                role=keychest.ROLE, task_type=lambda spec: "keychest"))
 
 
 def family(name: str) -> Family:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hiper.envs.base import DEFAULT_MAX_STEPS, Observation, Step, TextEnv
+from hiper.envs.base import DEFAULT_MAX_STEPS, ExpertError, Observation, Step, TextEnv
 
 
 @dataclass(frozen=True)
@@ -58,22 +58,31 @@ def generate(game: CookingGame, directory: str | os.PathLike | None = None) -> P
 
 
 class TextWorldEnv(TextEnv):
-    """A TextWorld game file (.z8 / .ulx). `walkthrough()` gives the winning command list."""
+    """A TextWorld game file (.z8 / .ulx). `walkthrough()` gives the winning command list of a fresh
+    game; `expert_turn()` the expert's (subgoal, command) from the current state (see
+    `hiper.envs.textworld_expert`). The expert needs TextWorld to plan at every step (about 8 ms):
+    `expert=True` asks for it from the start, else the first `expert_turn()` restarts the game
+    with it and replays the episode's commands."""
 
     name = "textworld"
 
-    def __init__(self, game_file: str | os.PathLike, max_steps: int = DEFAULT_MAX_STEPS):
+    def __init__(self, game_file: str | os.PathLike, max_steps: int = DEFAULT_MAX_STEPS, expert: bool = False):
         super().__init__(max_steps)
         self.game_file = Path(game_file)
         if not self.game_file.is_file():
             raise FileNotFoundError(f"TextWorld game not found: {self.game_file}")
+        self.expert = expert
         self._env = None
         self._task = ""
         self._score = 0
+        self._state = None
+        self._commands: list[str] = []  # this episode's, to replay when the expert starts late
+        self._read_cookbook = False
 
     @classmethod
-    def cooking(cls, game: CookingGame = CookingGame(), max_steps: int = DEFAULT_MAX_STEPS) -> "TextWorldEnv":
-        return cls(generate(game), max_steps)
+    def cooking(cls, game: CookingGame = CookingGame(), max_steps: int = DEFAULT_MAX_STEPS,
+                expert: bool = False) -> "TextWorldEnv":
+        return cls(generate(game), max_steps, expert)
 
     def describe(self) -> str:
         return f"textworld:{self.game_file.name}"
@@ -90,29 +99,67 @@ class TextWorldEnv(TextEnv):
         return Observation(state["feedback"].strip(), self._task, actions)
 
     def _reset(self, seed: int | None) -> Observation:
-        import textworld
-
         with warnings.catch_warnings():
             # Jericho cannot detect score changes in generated games; TextWorld tracks the
             # score from its own game state, so the warning does not apply here.
             warnings.filterwarnings("ignore", message=".*is not fully supported")
             if self._env is None:
-                infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True, score=True,
-                                           max_score=True, objective=True)
-                self._env = textworld.start(str(self.game_file), request_infos=infos)
+                self._env = self._start()
             state = self._env.reset()
         self._task = (state["objective"] or "").strip()
         self._score = 0
         self.max_score = state["max_score"]
+        self._state, self._commands, self._read_cookbook = state, [], False
         return self._observation(state)
 
+    def _start(self):
+        import textworld
+
+        # The expert plans from TextWorld's winning commands and its facts (the map, for the cookbook).
+        infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True, score=True, max_score=True,
+                                   objective=True, policy_commands=self.expert, facts=self.expert)
+        return textworld.start(str(self.game_file), request_infos=infos)
+
     def _step(self, action: str) -> Step:
+        from hiper.envs.textworld_expert import READ_COOKBOOK
+
+        self._read_cookbook |= action == READ_COOKBOOK and action in (self._state["admissible_commands"] or [])
         state, score, done = self._env.step(action)
+        self._state = state
+        self._commands.append(action)
         reward = float(score - self._score)
         self._score = score
         info = {"won": bool(state["won"]), "lost": bool(state["lost"]), "score": score,
                 "max_score": state["max_score"]}
         return Step(self._observation(state), reward, bool(done), info)
+
+    def expert_turn(self) -> tuple[str, str]:
+        from hiper.envs.textworld_expert import cookbook_plan, subgoal_of
+
+        if self._env is None or self._state is None:
+            raise RuntimeError(f"{self.describe()}: reset() the environment before asking its expert")
+        if not self.expert:
+            self._start_expert()
+        winning = list(self._state["policy_commands"] or [])
+        if not winning:
+            raise ExpertError(f"{self.describe()}: TextWorld has no winning plan from here (the game is lost)")
+        plan = [] if self._read_cookbook else cookbook_plan(self._state["facts"])
+        if plan and plan[0] not in self._state["admissible_commands"]:
+            plan = []  # the cookbook cannot be reached or read as the map says: cook without it
+        plan = plan or winning
+        return subgoal_of(plan), plan[0]
+
+    def _start_expert(self) -> None:
+        """Restarts the game with the expert's information and replays this episode's commands
+        (the game is deterministic)."""
+        self._env.close()
+        self.expert = True
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is not fully supported")
+            self._env = self._start()
+            self._state = self._env.reset()
+        for command in self._commands:
+            self._state, _, _ = self._env.step(command)
 
     def close(self) -> None:
         if self._env is not None:

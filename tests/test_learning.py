@@ -1,0 +1,114 @@
+"""The training loop makes a policy better, and this test can tell when it does not.
+
+A tiny Llama with SmolLM2's tokenizer first learns the Plan-Execute format by supervised
+fine-tuning (hiper.sft) on demonstrations of keychest (hiper/envs/keychest.py: take the key, then
+open the chest) from a noisy expert (hiper.demos, expert_noise): it writes the format and the
+subgoals, but picks the right action only about half the time. Then `Trainer.train` runs the whole
+loop (rollout, span masks, critic values, advantages, critic and PPO updates) for a few steps:
+with HAE, with the flat GRPO baseline, and with HAE whose advantages have their sign flipped, the
+control, identical but for the direction of the update. Each policy plays the same held-out
+evaluation episodes (the test split: rooms training never showed), sampled from the same seed,
+before and after.
+
+Measured with these settings, SEED 0 (held-out success on the 48 evaluation games, before -> after):
+
+    HAE                   0.333 -> 0.917
+    GRPO (groups of 4)    0.333 -> 0.958
+    HAE, flipped (control) 0.333 -> 0.000
+
+The threshold (+0.3) is about four standard errors of a 48-game success rate near 0.5, and the
+control falls instead. Larger learning rates (1e-3, 3e-4) learned in two steps and then, on some
+seeds, broke the tiny policy's format (every turn invalid): the settings here are the stable ones.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from hiper import demos
+from hiper.evaluate import evaluate
+from hiper.models import prepare_tokenizer, tiny_random_model
+from hiper.rollout import RolloutConfig
+from hiper.sft import SFTConfig, sft
+from hiper.trainer import Trainer, TrainConfig
+
+TOKENIZER = str(Path(__file__).parent / "fixtures" / "smollm2_tokenizer")
+
+SEED = 0
+MAX_TURNS = 2           # no turn to waste: a win is "take key" then "open chest"
+MAX_NEW_TOKENS = 40     # a well-formed turn is about 31 tokens
+TEMPERATURE = 0.5       # of the rollouts: at 1.0 the tiny model's tail breaks the format now and then
+EVAL_EPISODES = 48      # evaluate() samples at its own low temperature (0.4), from a fixed seed
+IMPROVEMENT = 0.3       # what the success rate must gain (seed noise: see the module docstring)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def warm_start(tokenizer):
+    """(the fine-tuned policy, its evaluation success rate)."""
+    model = tiny_random_model(tokenizer, hidden_size=128, layers=2, seed=SEED)
+    played = demos.collect("keychest", "train", 200, max_turns=3, expert_noise=0.5, seed=SEED, keep_lost=True)
+    pairs = demos.render(played, tokenizer, RolloutConfig.for_env("keychest"))
+    losses = sft(model, tokenizer, pairs, SFTConfig(steps=200, batch_size=8, micro_batch_size=8, lr=5e-3, seed=SEED))
+    # The floor is the noisy expert's own entropy (about 1 nat per 31-token turn): what remains to
+    # learn is which action to take.
+    assert losses[-1] < 0.1, losses[-10:]
+    return model, success_rate(model, tokenizer)
+
+
+def success_rate(model, tokenizer) -> float:
+    """Wins over EVAL_EPISODES distinct held-out games (hiper.evaluate: a fixed seed and low temperature)."""
+    return evaluate(model, tokenizer, "keychest", EVAL_EPISODES, max_turns=MAX_TURNS, max_new_tokens=MAX_NEW_TOKENS,
+                    seed=SEED)["success_rate"]
+
+
+class FlippedAdvantages(Trainer):
+    """The control: every advantage the estimator computes, negated (critic targets untouched)."""
+
+    def advantages(self, rollout, spans, values):
+        advantages, loss_mask, critic_targets = super().advantages(rollout, spans, values)
+        return -advantages, loss_mask, critic_targets
+
+
+def train(warm_start, tokenizer, tmp_path, estimator: str, trainer=Trainer) -> float:
+    """The evaluation success rate after a short run of the loop from the warm start. Four PPO
+    epochs over each step's 16 episodes at a small learning rate: larger steps of Adam (whose
+    first updates are sign-like, every weight moving by the full rate) knock the tiny policy
+    off its format; fewer passes leave it where it was. The token embeddings stay as
+    fine-tuning left them (freeze_embeddings)."""
+    start = warm_start[0]
+    config = TrainConfig(env="keychest", estimator=estimator, group_size=4 if estimator == "grpo" else 1, seed=SEED,
+                         envs=16, steps=8, max_turns=MAX_TURNS, max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE,
+                         actor_lr=1e-4, critic_lr=2e-3, ppo_epochs=4, kl_coef=0.0, entropy_coeff=0.0,
+                         mini_batch_size=16, micro_batch_size=16, freeze_embeddings=True,
+                         gradient_checkpointing=False, engine="hf", save_every=0, progress=False, device="cpu",
+                         run_dir=str(tmp_path / estimator))
+    run = trainer(config, model=copy.deepcopy(start), tokenizer=tokenizer)
+    run.train(log=None)
+    # freeze_embeddings: the table is as it was, while the layers above it moved.
+    assert torch.equal(run.actor.get_input_embeddings().weight, start.get_input_embeddings().weight)
+    assert not torch.equal(run.actor.model.layers[0].mlp.up_proj.weight, start.model.layers[0].mlp.up_proj.weight)
+    return success_rate(run.actor, tokenizer)
+
+
+@pytest.mark.parametrize("estimator", ["hae", "grpo"])
+def test_training_raises_the_success_rate(warm_start, tokenizer, tmp_path, estimator):
+    before = warm_start[1]
+    after = train(warm_start, tokenizer, tmp_path, estimator)
+    print(f"{estimator}: held-out success {before:.3f} -> {after:.3f}")
+    assert after >= before + IMPROVEMENT, f"{estimator}: success {before:.2f} -> {after:.2f}"
+
+
+def test_flipped_advantages_do_not(warm_start, tokenizer, tmp_path):
+    before = warm_start[1]
+    after = train(warm_start, tokenizer, tmp_path, "hae", trainer=FlippedAdvantages)
+    print(f"flipped hae: held-out success {before:.3f} -> {after:.3f}")
+    assert after <= before, f"control: success {before:.2f} -> {after:.2f}"
