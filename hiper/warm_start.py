@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hiper.models import DEFAULT_LORA_TARGETS
 from hiper.sft import SCHEDULES, SFTConfig
 
 REPORT = "sft.json"
@@ -88,8 +87,7 @@ class WarmStartConfig:
                                  "--model OUT` loads it as a plain model (needs PEFT: pip install 'hiper[lora]')")
     lora_alpha: float = _as_in_training("lora_alpha")
     lora_dropout: float = _as_in_training("lora_dropout")
-    lora_targets: str = _setting(DEFAULT_LORA_TARGETS, "comma-separated names of the modules that get adapters "
-                                                       "(default: every attention and MLP projection)")
+    lora_targets: str = _as_in_training("lora_targets")
     # the fine-tuning (hiper.sft.SFTConfig)
     steps: int = _setting(200, "optimiser steps, each on --batch-size pairs drawn from a shuffle renewed every "
                                "pass over the pairs")
