@@ -159,7 +159,7 @@ class Checkpoint:
             # A tiny random base is rebuilt from its seed: the same weights the run started from.
             base = models.tiny_random_model(tokenizer, seed=int(config.get("seed", 0))).to(dtype)
         else:
-            base, _ = models.load(config.get("model"), dtype=dtype)
+            base, _ = models.load(config.get("model"), dtype=dtype, local_files_only=True)
         return models.load_lora(base, self.path / ACTOR).eval(), tokenizer if with_tokenizer else None
 
 
@@ -285,12 +285,26 @@ def load_policy(path: str | os.PathLike, *, argument: str = "path", dtype: torch
     """(model, tokenizer) from a run directory (its checkpoint), a checkpoint directory, or a plain
     Hugging Face model directory; local files only, never the network."""
     path = Path(path)
+    if policy_kind(path, argument=argument) == "checkpoint":
+        return open_checkpoint(path, argument=argument).load_actor(dtype=dtype)
+    return _load_model_dir(path, dtype=dtype)
+
+
+def policy_kind(path: str | os.PathLike, *, argument: str = "path") -> str:
+    """What `load_policy(path)` would load, "checkpoint" (a run or checkpoint directory) or
+    "model" (a Hugging Face model directory), found from the directory's names alone, without
+    loading anything; what it cannot load is refused here, naming `argument`."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{argument}: {path} does not exist")
     if _looks_like_checkpoint(path) or _looks_like_run(path):
-        return open_checkpoint(path, argument=argument).load_actor(dtype=dtype)
+        return "checkpoint"
+    if _is_run_without_checkpoint(path):
+        # Its config.json is the run's TrainConfig, not a model's: loading it as a model would fail obscurely.
+        raise CheckpointError(f"{argument}: {path} is a run directory with no checkpoint yet (no {CHECKPOINT}/: "
+                              "stopped before its first save, or run with --save-every 0)")
     if (path / "config.json").is_file():
-        return _load_model_dir(path, dtype=dtype)
+        return "model"
     raise ValueError(f"{argument}: {path} is not a run directory, a checkpoint or a model directory "
                      f"(it holds no {CHECKPOINT}/, {MANIFEST} or config.json)")
 
@@ -300,6 +314,8 @@ def export_policy(path: str | os.PathLike, out: str | os.PathLike, *, argument: 
     Hugging Face model directory with its tokenizer, LoRA adapters merged into the weights: what a
     server loads, and `load_policy` (so `hiper eval --checkpoint OUT`) too."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; give a directory (new or empty)")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"out: {out} exists and is not empty")
     model, tokenizer = open_checkpoint(path, argument=argument).load_actor()
@@ -323,6 +339,18 @@ def _looks_like_checkpoint(path: Path) -> bool:
 
 def _looks_like_run(path: Path) -> bool:
     return (path / CHECKPOINT).exists() or (path / PREVIOUS).exists()
+
+
+def _is_run_without_checkpoint(path: Path) -> bool:
+    """A run directory (metrics.jsonl, or the trainer's config.json: a TrainConfig, with no
+    model_type) that holds no checkpoint."""
+    if (path / "metrics.jsonl").exists():
+        return True
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "estimator" in config and "model_type" not in config
 
 
 def _read_manifest(directory: Path) -> dict:

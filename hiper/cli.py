@@ -128,9 +128,15 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from hiper.engines import resolve_engine
     from hiper.envs import EnvPool
     from hiper.envs.registry import evaluation_specs
+    from hiper.profiles import play_sizes
     from hiper.rollout import RolloutConfig, RolloutEngine
 
     device = models.resolve_device(args.device)
+    models.check_model_name(args.model, tokenizer_only=args.tiny_model)
+    # The games first: a bad --env, --envs, --data or --tasks is refused before any model loads.
+    args.max_turns, args.max_new_tokens, origin = play_sizes(args.max_turns, args.max_new_tokens, device)
+    specs = evaluation_specs(args.env, args.split, args.envs, max_turns=args.max_turns,
+                             data=_games_data(args.env, args.data), tasks=_tasks(args.tasks), count_name="envs")
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     if args.tiny_model:
@@ -142,12 +148,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = models.load(args.model, device=device)
     print(f"model loaded in {time.perf_counter() - t0:.1f} s")
-    specs = evaluation_specs(args.env, args.split, args.envs, max_turns=args.max_turns,
-                             data=_games_data(args.env, args.data), tasks=_tasks(args.tasks), count_name="envs")
     config = RolloutConfig.for_env(args.env, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                                    temperature=args.temperature, top_p=args.top_p)
     print(f"playing {len(specs)} {args.env} game(s) on {device}: up to {args.max_turns} turns x "
-          f"{args.max_new_tokens} new tokens each, one batched {resolve_engine(args.engine)} generation per turn")
+          f"{args.max_new_tokens} new tokens each ({origin}), one batched {resolve_engine(args.engine)} generation "
+          "per turn")
     with EnvPool(specs, num_workers=args.workers) as pool:
         result = RolloutEngine(model, tokenizer, pool, config, progress=args.progress, engine=args.engine).run()
     for e in result.episodes:
@@ -233,6 +238,7 @@ def _check_before_loading(config, resume: bool):
     from hiper.profiles import resolve_sizes
 
     resolved, sizes = resolve_sizes(config, models.resolve_device(config.device))
+    models.check_model_name(config.model, tokenizer_only=config.tiny_model)
     game_list(resolved.env, resolved.split, **resolved.game_options())
     if resolved.eval_every:
         evaluation_specs(resolved.env, resolved.eval_split or None, resolved.eval_envs, count_name="eval_envs",
@@ -319,20 +325,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from hiper import models
-    from hiper.checkpoint import load_policy
+    from hiper.checkpoint import load_policy, policy_kind
+    from hiper.envs.registry import evaluation_specs
     from hiper.evaluate import evaluate
+    from hiper.profiles import play_sizes
 
     t0 = time.perf_counter()
+    policy_kind(args.checkpoint, argument="--checkpoint")  # the path first: a typo is the likeliest mistake
+    device = models.resolve_device(args.device)
+    args.max_turns, args.max_new_tokens, origin = play_sizes(args.max_turns, args.max_new_tokens, device)
+    # The games are checked before the model loads (evaluate lists them again, from the same arguments).
+    data = _games_data(args.env, args.data)
+    evaluation_specs(args.env, args.split, args.episodes, max_turns=args.max_turns, data=data, tasks=_tasks(args.tasks))
     # A run directory (its latest complete checkpoint), a checkpoint, or a model directory; local files only.
     with models.quiet_progress_bars():
         model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
-    device = models.resolve_device(args.device)
     model.to(device)
     # The report is the JSON on stdout; what runs, and the bar, go to stderr.
     print(f"evaluating {args.checkpoint} on {args.episodes} {args.env} game(s) on {device}: up to {args.max_turns} "
-          f"turns x {args.max_new_tokens} new tokens each", file=sys.stderr)
+          f"turns x {args.max_new_tokens} new tokens each ({origin})", file=sys.stderr)
     report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
-                      workers=args.workers, data=_games_data(args.env, args.data), tasks=_tasks(args.tasks),
+                      workers=args.workers, data=data, tasks=_tasks(args.tasks),
                       seed=args.seed, temperature=args.temperature, engine=args.engine,
                       progress=args.progress)
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -561,11 +574,16 @@ def _add_game_flags(parser: argparse.ArgumentParser, *, count_flag: str, count_h
     parser.add_argument("--tasks", default=None, help=_described("tasks"))
 
 
-def _add_play_flags(parser: argparse.ArgumentParser, *, max_turns: int, max_new_tokens: int, temperature: float,
-                    top_p: bool, seed_help: str) -> None:
+def _add_play_flags(parser: argparse.ArgumentParser, *, temperature: float, top_p: bool, seed_help: str) -> None:
     """How episodes are played, as `hiper rollout` and `hiper eval` share it."""
-    parser.add_argument("--max-turns", type=_COUNT, default=max_turns, help="turns per episode")
-    parser.add_argument("--max-new-tokens", type=_COUNT, default=max_new_tokens, help="tokens per response")
+    from hiper.profiles import CPU, GPU
+
+    parser.add_argument("--max-turns", type=_COUNT, default=None,
+                        help=f"turns per episode (default: the device profile's, cpu {CPU.play_max_turns} / gpu "
+                             f"{GPU.play_max_turns})")
+    parser.add_argument("--max-new-tokens", type=_COUNT, default=None,
+                        help=f"tokens per response (default: the device profile's, cpu {CPU.play_max_new_tokens} / "
+                             f"gpu {GPU.play_max_new_tokens})")
     parser.add_argument("--temperature", type=_TEMPERATURE, default=temperature, help="sampling temperature "
                         "(0: greedy)")
     if top_p:
@@ -598,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_game_flags(ro, count_flag="--envs", count_help="parallel environments, one distinct game each", count=4)
     ro.add_argument("--model", default=None, help=_described("model"))
     add_boolean_flag(ro, "--tiny-model", default=False, help=_described("tiny_model"), hidden_alias="--tiny")
-    _add_play_flags(ro, max_turns=10, max_new_tokens=96, temperature=1.0, top_p=True,
+    _add_play_flags(ro, temperature=1.0, top_p=True,
                     seed_help="random seed of the sampling")
     tr = command("train", "train a policy with PPO and HAE, or a flat baseline", cmd_train)
     tr.usage = "%(prog)s [--config YAML] [--resume] [--check] [--FIELD VALUE ...] (every TrainConfig field)"
@@ -616,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a run directory (its latest checkpoint), a checkpoint directory, or a model directory")
     _add_game_flags(ev, count_flag="--episodes", count_help="distinct held-out games to play", count=10)
     # Temperature 0.4: the authors' validation sampling (SPEC §9).
-    _add_play_flags(ev, max_turns=50, max_new_tokens=128, temperature=0.4, top_p=False,
+    _add_play_flags(ev, temperature=0.4, top_p=False,
                     seed_help="random seed of the evaluation's sampling")
     ex = command("export", "write a checkpoint's policy as a plain Hugging Face model (LoRA adapters merged)",
                  cmd_export)

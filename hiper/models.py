@@ -60,6 +60,28 @@ def quiet_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+def check_model_name(name: str | os.PathLike | None, *, argument: str = "model", tokenizer_only: bool = False) -> None:
+    """Refuses, in microseconds and before anything loads, a `name` that can only be a mistyped
+    local path: one starting with `.`, `/` or `~`, with more than one `/`, or `dir/name` where
+    `dir` is a local directory (`runs/sft-typo`). A Hub name (`org/model`, `gpt2`) passes; so
+    does an existing directory holding a model's config.json (or, with `tokenizer_only`, any
+    existing directory: `--tiny-model` reads only a tokenizer there). None is the offline default."""
+    if name is None:
+        return
+    text = str(name)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not tokenizer_only and not (path / "config.json").is_file():
+            raise ValueError(f"{argument}: {text} holds no config.json: not a Hugging Face model directory")
+        return
+    if path.exists():
+        raise ValueError(f"{argument}: {text} is a file; give a model directory or a Hugging Face model name")
+    looks_local = (text.startswith((".", "/", "~")) or text.count("/") > 1
+                   or (text.count("/") == 1 and path.parent.is_dir()))
+    if looks_local:
+        raise FileNotFoundError(f"{argument}: {text} does not exist")
+
+
 def default_model_dir() -> Path:
     """The safetensors copy of SmolLM2-135M-Instruct, converted from the GGUF on first use
     (said on stderr: it takes ~20 s).

@@ -23,10 +23,20 @@ RATES = {"success_rate", "switch_rate", "invalid_rate"}  # fractions: drawn on t
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl. A last line a crash cut short is left out (a resumed run
+    drops it too: hiper.runs.truncate_metrics); a bad line anywhere else is an error naming it."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir: no metrics.jsonl in {run_dir}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise ValueError(f"run_dir: line {number} of {path} is not JSON") from None
+    return rows
 
 
 def learning_curves(run_dir: str | Path):

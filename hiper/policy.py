@@ -59,30 +59,42 @@ def output_projection_in_fp32(model):
 
 
 def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_width: int,
-                      with_entropy: bool = False, temperature: float = 1.0, with_hidden: bool = False):
+                      with_entropy: bool = False, temperature: float = 1.0, with_hidden: bool = False,
+                      entropy_grad: bool = True):
     """(N, R) float32 log pi(response token j | everything before it), and optionally the
     entropy of the distribution at each response position. input_ids = prompt (left-padded)
     + response. `temperature` is the one the responses were sampled at: the policy PPO
     optimises is softmax(logits / temperature), so old, new and reference log-probs (and
     the entropy) are all scored at it (0, greedy: scored at 1). `with_hidden` also returns,
     last, the (N, R, hidden) final hidden states at the token before each response token,
-    where value heads on the same backbone read (one forward for log-probs and values)."""
+    where value heads on the same backbone read (one forward for log-probs and values).
+    `entropy_grad=False` returns the entropy without a graph: a loss that only logs it (an
+    entropy bonus of 0) then skips its backward, an exp-multiply-sum over every response
+    position's vocabulary."""
     temperature = scoring_temperature(temperature)
     if not 0 < response_width < input_ids.shape[-1]:  # at least one prompt token to condition on
         raise ValueError(f"response_width: expected 1 to {input_ids.shape[-1] - 1} for rows of "
                          f"{input_ids.shape[-1]} tokens, got {response_width}")
-    # Only the last R + 1 positions need logits: the vocabulary projection of a whole prompt
-    # would dominate the cost (N x T x V floats).
+    # Only the R positions before each response token need logits: the vocabulary projection of
+    # a whole prompt would dominate the cost (N x T x V floats). Keeping exactly those (indices,
+    # not the last R + 1 and a slice) also spares the backward a zero-filled N x (R + 1) x V copy.
+    width = input_ids.shape[-1]
+    before_response = torch.arange(width - response_width - 1, width - 1, device=input_ids.device)
     with output_projection_in_fp32(model):
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                    logits_to_keep=response_width + 1, output_hidden_states=with_hidden)
-    logits = out.logits[:, -response_width - 1:-1, :].float()
+                    logits_to_keep=before_response, output_hidden_states=with_hidden)
+    logits = out.logits.float()
     if temperature != 1.0:
         logits = logits / temperature
     logprobs = torch.log_softmax(logits, dim=-1)  # one (N, R, V) tensor for both outputs
     targets = input_ids[:, -response_width:]
     logp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    outputs = (logp, entropy_from_logprobs(logprobs)) if with_entropy else (logp,)
+    if with_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = entropy_from_logprobs(logprobs)
+        outputs = (logp, entropy)
+    else:
+        outputs = (logp,)
     if with_hidden:
         # The last entry of hidden_states is the decoder's output after its final norm.
         outputs += (out.hidden_states[-1][:, -response_width - 1:-1, :],)

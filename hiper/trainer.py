@@ -569,7 +569,8 @@ class Trainer:
                     mask = loss_mask[idx]
                     with self.autocast:
                         logp, entropy = response_logprobs(self.actor, ids.to(self.device), am.to(self.device), r,
-                                                          with_entropy=True, temperature=cfg.temperature)
+                                                          with_entropy=True, temperature=cfg.temperature,
+                                                          entropy_grad=cfg.entropy_coeff != 0)
                     logp, entropy = self._widen(logp.float().cpu(), R), self._widen(entropy.float().cpu(), R)
                     pg, pg_stats = ppo_policy_loss(logp, old_logp[idx], advantages[idx], mask, cfg.clip_ratio,
                                                    cfg.clip_ratio_c, token_count=norm)

@@ -186,6 +186,7 @@ def check_before_loading(config: WarmStartConfig) -> int:
     from hiper.envs.registry import game_list
 
     models.resolve_device(config.device)
+    models.check_model_name(config.model, tokenizer_only=config.tiny_model)
     games = game_list(config.env, config.train_split(), max_turns=config.max_turns, data=config.data or None,
                       tasks=config.task_list())
     _check_expert(config.env, games[0])

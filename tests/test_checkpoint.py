@@ -403,7 +403,7 @@ def test_eval_checks_its_checkpoint_path_first(tmp_path):
     from hiper.cli import build_parser
 
     def evaluate(path):  # the command itself, below any error reporting of `main`
-        args = build_parser().parse_args(["eval", "--checkpoint", str(path), "--data", "sample"])
+        args = build_parser().parse_args(["eval", "--checkpoint", str(path), "--data", "sample", "--episodes", "2"])
         return args.func(args)
 
     with pytest.raises(FileNotFoundError, match=r"^--checkpoint: .*missing does not exist$"):
@@ -411,6 +411,11 @@ def test_eval_checks_its_checkpoint_path_first(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="--checkpoint: .* not a run directory, a checkpoint or a model directory"):
         evaluate(tmp_path / "empty")
+    # A run stopped before its first save: its config.json is the run's, not a model's.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text('{"env": "alfworld", "estimator": "hae"}')
+    with pytest.raises(ValueError, match="--checkpoint: .*run is a run directory with no checkpoint yet"):
+        evaluate(tmp_path / "run")
 
 
 def test_eval_takes_a_run_a_checkpoint_or_a_model_directory(tmp_path, tokenizer, monkeypatch, capsys):
@@ -424,11 +429,11 @@ def test_eval_takes_a_run_a_checkpoint_or_a_model_directory(tmp_path, tokenizer,
     monkeypatch.setattr(hiper.evaluate, "evaluate", lambda model, tokenizer, *args, **kwargs: evaluated.append(
         (model, tokenizer)) or {"episodes": 0})
     for path in (tmp_path / "run", tmp_path / "run" / "checkpoint", tmp_path / "run" / "checkpoint" / "actor"):
-        assert main(["eval", "--checkpoint", str(path), "--data", "sample"]) == 0
+        assert main(["eval", "--checkpoint", str(path), "--data", "sample", "--episodes", "2"]) == 0
         model, loaded_tokenizer = evaluated.pop()
         assert same(model.state_dict(), expected) and loaded_tokenizer.padding_side == "left", path
     # After a crash between a save's renames only .checkpoint-old/ is left: the run directory still evaluates.
     os.replace(tmp_path / "run" / "checkpoint", tmp_path / "run" / ".checkpoint-old")
     with pytest.warns(UserWarning, match="interrupted save"):
-        assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--data", "sample"]) == 0
+        assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--data", "sample", "--episodes", "2"]) == 0
     assert same(evaluated.pop()[0].state_dict(), expected)

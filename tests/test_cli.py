@@ -208,6 +208,57 @@ def test_the_run_directory_is_checked_before_any_model_loads(tmp_path, monkeypat
     assert run([*base, "--resume", "--steps", "4", "--check"], capsys)[0] == 0
 
 
+def test_rollout_and_eval_check_their_games_before_any_model_loads(tmp_path, monkeypatch, capsys, no_model):
+    import hiper.checkpoint
+
+    monkeypatch.setattr(hiper.checkpoint, "load_policy", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "llama"}')
+    # The packaged sample holds 6 valid_unseen games: 10 distinct ones cannot be played.
+    code, out, err = run(["rollout", "--data", "sample", "--split", "valid_unseen", "--envs", "10"], capsys)
+    assert code == 1 and out == "" and err == ("hiper: error: --envs: the valid_unseen split of alfworld holds 6 "
+                                               "distinct games, asked for 10\n")
+    code, out, err = run(["eval", "--checkpoint", str(tmp_path / "model"), "--data", "sample", "--episodes", "10"],
+                         capsys)
+    assert code == 1 and out == "" and err == ("hiper: error: --episodes: the valid_unseen split of alfworld holds "
+                                               "6 distinct games, asked for 10\n")
+    # ALFWORLD_DATA set by the user to a directory without the games: refused, not replaced by the sample.
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path / "empty"))
+    for argv in (["rollout"], ["eval", "--checkpoint", str(tmp_path / "model")]):
+        code, out, err = run(argv, capsys)
+        assert code == 1 and out == "" and err.startswith(f"hiper: error: ALFWORLD_DATA: {tmp_path / 'empty'} holds "
+                                                          "no json_2.1.1"), err
+        assert err.count("\n") == 1
+
+
+def test_a_mistyped_model_path_is_refused_before_any_model_loads(tmp_path, monkeypatch, capsys, no_model):
+    from hiper.models import check_model_name
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "sft").mkdir(parents=True)
+    (tmp_path / "runs" / "sft" / "config.json").write_text("{}")
+    (tmp_path / "tokenizer").mkdir()
+    for name in (None, "runs/sft", "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"):
+        check_model_name(name)  # a model directory, the offline default or a Hub name
+    check_model_name("tokenizer", tokenizer_only=True)
+    for name in ("runs/sfft", "./runs/sft-x", "/nowhere/model", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match=f"^model: {name} does not exist$"):
+            check_model_name(name)
+    with pytest.raises(ValueError, match="model: tokenizer holds no config.json"):
+        check_model_name("tokenizer")
+    for argv in (["train", "--data", "sample", "--run-dir", str(tmp_path / "run")], ["rollout", "--data", "sample"],
+                 ["sft", "--env", "keychest", "--out", str(tmp_path / "out")]):
+        code, out, err = run([*argv, "--model", "runs/sfft"], capsys)
+        assert code == 1 and err == "hiper: error: --model: runs/sfft does not exist\n", (argv, err)
+
+
+def test_export_to_a_file_is_one_line_naming_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code, _, err = run(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "file")], capsys)
+    assert code == 1 and err == f"hiper: error: --out: {tmp_path / 'file'} is a file; give a directory (new or empty)\n"
+
+
 # ---------------------------------------------------------------------------- YAML configs
 def write(path: Path, text: str) -> str:
     path.write_text(text)
@@ -350,7 +401,7 @@ def test_every_flag_has_a_description_and_shows_its_default(monkeypatch):
     assert "--keep-penalty-mode {fixed,normalized}" in text and "--gigpo-mode {mean_norm,mean_std_norm}" in text
     assert "--env ENV alfworld, textworld, scienceworld, keychest, or module:attribute" in text
     rollout = " ".join(parser["hiper rollout"].format_help().split())
-    assert "--max-turns MAX_TURNS turns per episode (default: 10)" in rollout
+    assert "--max-turns MAX_TURNS turns per episode (default: the device profile's, cpu 20 / gpu 50)" in rollout
     assert "--tiny " not in rollout  # the old spelling works, unlisted
     evaluate = " ".join(parser["hiper eval"].format_help().split())
     assert "--temperature TEMPERATURE sampling temperature (0: greedy) (default: 0.4)" in evaluate

@@ -139,3 +139,26 @@ def test_lora_settings_are_checked(tmp_path):
         TrainConfig(lora_targets=" , ")
     with pytest.raises(ValueError, match="lora_targets: .* no modules named qkv"):
         lora_trainer(tmp_path, lora_targets="q_proj,qkv")
+
+
+def test_the_base_of_a_lora_checkpoint_is_loaded_from_local_files_only(tmp_path, monkeypatch):
+    """A run on a Hub model keeps only its adapters: evaluating it loads the base from the local
+    cache and never asks the network (a missing base is an error, not a download)."""
+    from types import SimpleNamespace
+
+    from hiper import models
+
+    trainer = lora_trainer(tmp_path / "run")
+    trainer.save_checkpoint()
+    ckpt = checkpoint.open_checkpoint(tmp_path / "run")
+    monkeypatch.setattr(checkpoint.Checkpoint, "training_state",
+                        lambda self: SimpleNamespace(config={"model": "someone/some-model", "tiny_model": False}))
+    asked = []
+
+    def load(name, **kwargs):
+        asked.append((name, kwargs))
+        return tiny_random_model(trainer.tokenizer, seed=0), None  # the base the run's adapters were made on
+
+    monkeypatch.setattr(models, "load", load)
+    ckpt.load_actor()
+    assert asked and asked[0][0] == "someone/some-model" and asked[0][1].get("local_files_only") is True

@@ -67,6 +67,19 @@ def test_a_run_without_metrics_is_refused(tmp_path):
         learning_curves(tmp_path)
 
 
+def test_a_last_line_cut_short_by_a_crash_is_left_out_and_a_bad_line_elsewhere_named(three_steps):
+    from hiper.plot import read_metrics
+
+    metrics = three_steps / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"step": 4, "success_ra')
+    assert [row["step"] for row in read_metrics(three_steps)] == [1, 2, 3]
+    assert learning_curves(three_steps).axes  # and the plot is drawn from the whole rows
+    metrics.write_text('{"step": 1, "succ\n' + whole)
+    with pytest.raises(ValueError, match=r"run_dir: line 1 of .*metrics.jsonl is not JSON"):
+        read_metrics(three_steps)
+
+
 def evaluated_run(run, successes, steps=(0, 5, 10)):
     write_run(run, [{"step": s, "success_rate": 0.5, "eval": {"success_rate": v}} for s, v in zip(steps, successes)])
     return str(run)

@@ -75,6 +75,19 @@ def test_temperature_zero_scores_at_one_and_bad_arguments_fail(model, tokenizer)
             response_logprobs(model, ids, mask, width)
 
 
+def test_an_entropy_only_logged_has_no_graph_and_the_same_value(model, tokenizer):
+    # entropy_grad=False (the trainer's choice when the entropy bonus is 0): the same values,
+    # no backward through the vocabulary; the log-probs keep their gradient either way.
+    ids, mask, _, _ = sample(model, tokenizer, 0.7)
+    logp, with_graph = response_logprobs(model, ids, mask, NEW_TOKENS, with_entropy=True, temperature=0.7)
+    logp_too, logged = response_logprobs(model, ids, mask, NEW_TOKENS, with_entropy=True, temperature=0.7,
+                                         entropy_grad=False)
+    assert with_graph.requires_grad and not logged.requires_grad
+    assert logp.requires_grad and logp_too.requires_grad
+    torch.testing.assert_close(logged, with_graph.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(logp_too, logp, rtol=0, atol=0)
+
+
 def test_logprobs_do_not_depend_on_left_padding(model, tokenizer):
     # A row scored alone (no padding) and inside a left-padded batch gets the same log-probs.
     ids, mask, _, _ = sample(model, tokenizer, 1.0)

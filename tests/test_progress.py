@@ -12,7 +12,7 @@ import torch
 
 from hiper import models
 from hiper.envs import EnvPool
-from hiper.profiles import CPU, GPU, profile_for, resolve_sizes
+from hiper.profiles import CPU, GPU, play_sizes, profile_for, resolve_sizes
 from hiper.progress import StepEstimate, TurnProgress, format_seconds, update_passes
 from hiper.rollout import RolloutConfig, RolloutEngine
 from hiper.trainer import Trainer, TrainConfig
@@ -221,7 +221,7 @@ def test_hiper_train_prints_the_banner_the_estimate_and_its_bars(tmp_path):
     assert lines[7].startswith("estimate (an upper bound") and lines[8].startswith("step 1/1: ")
     # The bars (training and the rollout inside it) on stderr; no transformers bars or cache warnings.
     assert "training:" in done.stderr and "rollout:" in done.stderr and "running 2/2" in done.stderr
-    for noise in ("Loading weights", "Writing model shards", "use_cache=True"):
+    for noise in ("Loading weights", "Writing model shards", "use_cache=True", "Caching is incompatible"):
         assert noise not in done.stderr + done.stdout, noise
     recorded = json.loads((run / "config.json").read_text())
     assert (recorded["envs"], recorded["max_turns"], recorded["micro_batch_size"]) == (2, 4, 4)
@@ -235,12 +235,24 @@ def test_hiper_train_prints_the_banner_the_estimate_and_its_bars(tmp_path):
 
 
 def test_hiper_rollout_says_what_it_plays_and_can_hide_its_bar():
-    args = ("rollout", "--env", COUNTING, "--tiny", "--model", TOKENIZER, "--envs", "2", "--max-turns", "2",
-            "--max-new-tokens", "4")
-    shown = hiper_cli(*args)
+    args = ("rollout", "--env", COUNTING, "--tiny", "--model", TOKENIZER, "--envs", "2", "--max-new-tokens", "4")
+    shown = hiper_cli(*args, "--max-turns", "2")
     assert shown.returncode == 0, shown.stderr
-    assert f"playing 2 {COUNTING} game(s) on cpu: up to 2 turns x 4 new tokens each" in shown.stdout
+    assert f"playing 2 {COUNTING} game(s) on cpu: up to 2 turns x 4 new tokens each (set explicitly)" in shown.stdout
     assert "rollout:" in shown.stderr and "running 2/2" in shown.stderr
+    assert "2/2 [" in shown.stderr and " new tok/s]" in shown.stderr  # after each turn: turns, tokens/s
+    # Without --max-turns the cpu profile's play size applies, and the banner says so.
     hidden = hiper_cli(*args, "--progress", "false")
     assert hidden.returncode == 0, hidden.stderr
+    assert (f"up to {CPU.play_max_turns} turns x 4 new tokens each (max_turns from the cpu profile)"
+            in hidden.stdout)
     assert "rollout:" not in hidden.stderr and "success rate:" in hidden.stdout
+
+
+def test_commands_that_only_play_take_the_profiles_play_sizes():
+    assert play_sizes(None, None, torch.device("cpu")) == (CPU.play_max_turns, CPU.play_max_new_tokens,
+                                                           "max_turns, max_new_tokens from the cpu profile")
+    assert play_sizes(None, 7, torch.device("cuda")) == (GPU.play_max_turns, 7, "max_turns from the gpu profile")
+    assert play_sizes(3, 7, torch.device("cuda")) == (3, 7, "set explicitly")
+    # An evaluation must leave room for the turns a task takes: ALFWorld's expert needs up to ~20.
+    assert CPU.play_max_turns >= 20 and GPU.play_max_turns == 50
