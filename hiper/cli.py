@@ -671,6 +671,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("hiper: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`hiper train --check | head`): not an error of the run.
+        # stdout goes to /dev/null so that the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a pipeline cut short
     except (ValueError, TypeError, FileNotFoundError, PermissionError, EnvWorkerError) as exc:
         # A TypeError is the user's when it names what was wrong, as hiper's checks do ("envs:
         # expected an integer"); Python's own ("f() missing 1 required argument") is a bug.

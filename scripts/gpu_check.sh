@@ -3,8 +3,9 @@
 # build hiper with its CUDA kernels for this GPU, run the CUDA tests (CUDA vs host vs the
 # float64 oracle, determinism, device errors; the span masker and the device trajectory
 # buffer vs their host versions) and the host kernel tests, the GPU benchmarks (HAE, span masks),
-# then the CUDA tests' kernels under compute-sanitizer (memcheck, initcheck), and print a
-# summary. Nothing is downloaded: the python3 on PATH must already have torch with CUDA,
+# the training loop on the GPU (full fine-tuning and LoRA, bf16, resume, evaluation; vLLM's weight
+# sync when vLLM is installed), then the CUDA tests' kernels under compute-sanitizer (memcheck,
+# initcheck), and print a summary. Nothing is downloaded: the python3 on PATH must already have torch with CUDA,
 # pybind11, scikit-build-core, cmake, ninja, pytest and hypothesis.
 #
 #     bash scripts/gpu_check.sh [LOG_DIR]      # logs default to $OUT or /tmp/hiper_gpu_check
@@ -50,6 +51,19 @@ step test_cuda_masks 240 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_c
 step test_cuda_buffer 120 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_buffer.py
 step test_host 240 "$py" -m pytest -q -p no:cacheprovider tests/test_core_ops.py tests/test_layout.py \
   tests/test_dropin.py
+# The training loop on the GPU: the gpu profile, bf16 autocast (precision auto), full fine-tuning
+# and LoRA, a checkpoint, a resume and an evaluation, with the tiny model on keychest (no data
+# to fetch). vLLM's in-memory weight sync (the GPU path) where vLLM is installed.
+tiny=(--env keychest --tiny-model --model tests/fixtures/smollm2_tokenizer --device cuda --engine hf
+      --envs 8 --max-turns 2 --max-new-tokens 40 --progress false)
+step train_cuda_full 300 bash -c "$py -m hiper train ${tiny[*]} --steps 2 --run-dir $logs/run-full --overwrite &&
+  $py -m hiper train ${tiny[*]} --steps 3 --run-dir $logs/run-full --resume &&
+  $py -m hiper eval --checkpoint $logs/run-full --env keychest --episodes 8 --device cuda --progress false"
+step train_cuda_lora 300 bash -c "$py -m hiper train ${tiny[*]} --steps 2 --lora-rank 8 --run-dir $logs/run-lora \
+  --overwrite && $py -m hiper eval --checkpoint $logs/run-lora --env keychest --episodes 8 --device cuda --progress false"
+if "$py" -c "import vllm" 2>/dev/null; then
+  step engines_vllm 600 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_engines.py tests/test_rollout.py -k vllm
+fi
 step bench_hae_cuda 300 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_hae.py --device cuda \
   --trajectories 128 1024 --repeats 20
 step bench_masks_cuda 180 env PYTHONUNBUFFERED=1 "$py" benchmarks/bench_masks.py --device cuda --repeats 20

@@ -253,6 +253,19 @@ def test_a_mistyped_model_path_is_refused_before_any_model_loads(tmp_path, monke
         assert code == 1 and err == "hiper: error: --model: runs/sfft does not exist\n", (argv, err)
 
 
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    """`hiper train --check | head -1`: stdout closed under the command ends it quietly."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "hiper", "train", "--env", "keychest", "--tiny-model", "--check",
+               "--run-dir", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and err == "", err
+
+
 def test_export_to_a_file_is_one_line_naming_out(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, _, err = run(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "file")], capsys)
