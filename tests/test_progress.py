@@ -24,8 +24,10 @@ COUNTING = "games_for_tests:COUNTING"  # a family of our own: games that reset i
 
 def hiper_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m hiper ARGS` as a user runs it; the tests' folder importable for COUNTING."""
+    # TQDM_MININTERVAL=0: every update of a bar is drawn, not only those 0.1 s apart, so what the
+    # bars show does not depend on how fast the machine runs.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "TQDM_MININTERVAL": "0"}
     return subprocess.run([sys.executable, "-m", "hiper", *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
 
@@ -240,7 +242,7 @@ def test_hiper_rollout_says_what_it_plays_and_can_hide_its_bar():
     assert shown.returncode == 0, shown.stderr
     assert f"playing 2 {COUNTING} game(s) on cpu: up to 2 turns x 4 new tokens each (set explicitly)" in shown.stdout
     assert "rollout:" in shown.stderr and "running 2/2" in shown.stderr
-    assert "2/2 [" in shown.stderr and " new tok/s]" in shown.stderr  # after each turn: turns, tokens/s
+    assert "1/2 [" in shown.stderr and "2/2 [" in shown.stderr and " new tok/s]" in shown.stderr  # every turn
     # Without --max-turns the cpu profile's play size applies, and the banner says so.
     hidden = hiper_cli(*args, "--progress", "false")
     assert hidden.returncode == 0, hidden.stderr
