@@ -97,6 +97,28 @@ def test_hf_engine_sync_adopts_the_model(tiny):
     assert engine.model is other
 
 
+def test_vllm_logs_to_stderr_and_only_warnings_unless_told_otherwise(monkeypatch):
+    """stdout is hiper's (hiper eval's JSON report): vLLM's logging goes to stderr, at WARNING. The
+    variables are set before vLLM is imported, where it reads them; a user's own values win."""
+    import os
+
+    import hiper.engines.vllm as vllm_engine
+
+    def imported_with(**environment):
+        for name in ("VLLM_LOGGING_STREAM", "VLLM_LOGGING_LEVEL"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        try:
+            vllm_engine._import_vllm()
+        except ImportError:
+            pass  # without vLLM the variables are set all the same
+        return os.environ["VLLM_LOGGING_STREAM"], os.environ["VLLM_LOGGING_LEVEL"]
+
+    assert imported_with() == ("ext://sys.stderr", "WARNING")
+    assert imported_with(VLLM_LOGGING_LEVEL="DEBUG") == ("ext://sys.stderr", "DEBUG")
+
+
 @needs_vllm
 def test_vllm_options_are_checked(tiny):
     model, tok = tiny

@@ -55,6 +55,11 @@ def _their_deprecations_quiet():
 
 def _import_vllm():
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # vLLM logs to stdout at INFO by default: `hiper eval` prints its JSON report on stdout and the
+    # bars on stderr, so vLLM's lines go to stderr, warnings and errors only (set either variable
+    # to choose otherwise). Read once, when vLLM configures its logging on first import.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", _DEFAULT_CPU_KVCACHE_GB)
     try:
