@@ -105,8 +105,12 @@ def test_vllm_logs_to_stderr_and_only_warnings_unless_told_otherwise(monkeypatch
     import hiper.engines.vllm as vllm_engine
 
     def imported_with(**environment):
-        for name in ("VLLM_LOGGING_STREAM", "VLLM_LOGGING_LEVEL"):
-            monkeypatch.delenv(name, raising=False)
+        # Every variable _import_vllm sets is recorded first (setenv), so the test leaves the
+        # environment as it found it.
+        for name in ("VLLM_LOGGING_STREAM", "VLLM_LOGGING_LEVEL", "VLLM_ENABLE_V1_MULTIPROCESSING",
+                     "VLLM_CPU_KVCACHE_SPACE"):
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         try:
