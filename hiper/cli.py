@@ -136,7 +136,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     # The games first: a bad --env, --envs, --data or --tasks is refused before any model loads.
     args.max_turns, args.max_new_tokens, origin = play_sizes(args.max_turns, args.max_new_tokens, device)
     specs = evaluation_specs(args.env, args.split, args.envs, max_turns=args.max_turns,
-                             data=_games_data(args.env, args.data), tasks=_tasks(args.tasks), count_name="envs")
+                             data=_games_data(args.env, args.data), tasks=_tasks(args.tasks),
+                             params=args.game_params or None, count_name="envs")
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     if args.tiny_model:
@@ -330,13 +331,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from hiper.evaluate import evaluate
     from hiper.profiles import play_sizes
 
+    from hiper.envs.registry import family
+
     t0 = time.perf_counter()
     policy_kind(args.checkpoint, argument="--checkpoint")  # the path first: a typo is the likeliest mistake
     device = models.resolve_device(args.device)
     args.max_turns, args.max_new_tokens, origin = play_sizes(args.max_turns, args.max_new_tokens, device)
     # The games are checked before the model loads (evaluate lists them again, from the same arguments).
     data = _games_data(args.env, args.data)
-    evaluation_specs(args.env, args.split, args.episodes, max_turns=args.max_turns, data=data, tasks=_tasks(args.tasks))
+    args.split = args.split or family(args.env).report_split  # None: the family's evaluation split
+    evaluation_specs(args.env, args.split, args.episodes, max_turns=args.max_turns, data=data, tasks=_tasks(args.tasks),
+                     params=args.game_params or None)
     # A run directory (its latest complete checkpoint), a checkpoint, or a model directory; local files only.
     with models.quiet_progress_bars():
         model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
@@ -345,7 +350,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"evaluating {args.checkpoint} on {args.episodes} {args.env} game(s) on {device}: up to {args.max_turns} "
           f"turns x {args.max_new_tokens} new tokens each ({origin})", file=sys.stderr)
     report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
-                      workers=args.workers, data=data, tasks=_tasks(args.tasks),
+                      workers=args.workers, data=data, tasks=_tasks(args.tasks), params=args.game_params or None,
                       seed=args.seed, temperature=args.temperature, engine=args.engine,
                       progress=args.progress)
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -407,8 +412,14 @@ def cmd_bench_variance(args: argparse.Namespace) -> int:
     return variance.run(args)
 
 
+def cmd_bench_learning(args: argparse.Namespace) -> int:
+    from hiper.studies import learning
+
+    return learning.main(args)
+
+
 def _add_bench(sub) -> None:
-    from hiper.studies import credit, variance
+    from hiper.studies import credit, learning, variance
 
     bench = sub.add_parser("bench", help="estimator studies")
     studies = bench.add_subparsers(dest="study", required=True)
@@ -418,6 +429,11 @@ def _add_bench(sub) -> None:
     va = studies.add_parser("variance", help="policy-gradient spread across real rollout batches")
     variance.add_arguments(va)
     va.set_defaults(func=cmd_bench_variance)
+    le = studies.add_parser("learning", help="held-out learning curves of several estimators x seeds from one warm "
+                                             "start, with bootstrap intervals (resumable)",
+                            description=learning.__doc__.split("\n\n")[0])
+    learning.add_arguments(le)
+    le.set_defaults(func=cmd_bench_learning)
 
 
 def _tasks(text: str | None) -> tuple[str, ...] | None:
@@ -567,11 +583,12 @@ def _add_game_flags(parser: argparse.ArgumentParser, *, count_flag: str, count_h
     parser.add_argument(count_flag, type=_COUNT, default=count, help=count_help)
     parser.add_argument("--split", default=None,
                         help="game split (default: the held-out one: alfworld valid_unseen, textworld valid, "
-                             "scienceworld dev)")
+                             "scienceworld dev, twx dev for rollout and test for eval)")
     parser.add_argument("--data", default=None,
                         help="ALFWorld data root holding json_2.1.1/, or 'sample' (default: $ALFWORLD_DATA, else "
                              "the packaged sample)")
     parser.add_argument("--tasks", default=None, help=_described("tasks"))
+    parser.add_argument("--game-params", default=None, help=_described("game_params"))
 
 
 def _add_play_flags(parser: argparse.ArgumentParser, *, temperature: float, top_p: bool, seed_help: str) -> None:

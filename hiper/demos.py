@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from hiper.envs.base import ExpertError
-from hiper.envs.pool import EnvSpec
+from hiper.envs.spec import EnvSpec
 from hiper.format import KEEP, SWITCH, PlanExecuteState, build_prompt, format_turn, parse_turn, render_prompt
 
 
@@ -66,7 +66,7 @@ def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed:
     noise = _check_noise(expert_noise)
     rng = random.Random(seed)
     key = game_key(spec)
-    if spec.kind in ("alfworld", "textworld"):
+    if spec.kind in ("alfworld", "textworld", "twx"):
         # Their experts track the game from its first state: asked for up front, they cost nothing later.
         spec = EnvSpec(spec.kind, {**spec.kwargs, "expert": True})
     env = spec.make()
@@ -108,7 +108,7 @@ def _play_one(job: tuple[EnvSpec, str, float, int]) -> Demonstration | None:
 
 def collect(env: str, split: str = "train", episodes: int = 100, *, max_turns: int = 50, data: str | None = None,
             tasks: Sequence[str] | None = None, expert_noise: float = 0.0, seed: int = 0, keep_lost: bool = False,
-            workers: int = 1, progress=None) -> list[Demonstration]:
+            workers: int = 1, progress=None, params: str | None = None) -> list[Demonstration]:
     """Expert episodes of `episodes` distinct games of `split`, drawn as training draws them (a
     seeded permutation of the split), played in `workers` processes. Returns the won ones (all
     with `keep_lost`; never one whose expert gave up), in draw order. `progress(done, total)` is
@@ -120,7 +120,8 @@ def collect(env: str, split: str = "train", episodes: int = 100, *, max_turns: i
         raise ValueError(f"episodes: need at least one episode, got {episodes!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
-    specs = training_specs(env, split, episodes, 0, seed=seed, max_turns=max_turns, data=data, tasks=tasks)
+    specs = training_specs(env, split, episodes, 0, seed=seed, max_turns=max_turns, data=data, tasks=tasks,
+                           params=params)
     fam = family(env)
     jobs = [(spec, fam.task_type(spec), expert_noise, seed * 1_000_003 + k) for k, spec in enumerate(specs)]
     demos = []

@@ -17,14 +17,15 @@ import numpy as np
 
 def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split: str | None = None,
              max_turns: int = 50, max_new_tokens: int = 512, temperature: float = 0.4, workers: int = 0,
-             data: str | None = None, tasks=None, seed: int = 0, progress: bool = False, engine=None) -> dict:
+             data: str | None = None, tasks=None, seed: int = 0, progress: bool = False, engine=None,
+             params: str | None = None) -> dict:
     """The report of playing `episodes` held-out games; `progress` shows a bar of the turns on stderr;
     `engine` samples them (hiper.engines: a name or an engine; None: Hugging Face generate on `model`)."""
     from hiper.envs import EnvPool
     from hiper.envs.registry import evaluation_specs, family
     from hiper.rollout import RolloutConfig, RolloutEngine
 
-    specs = evaluation_specs(env, split, episodes, max_turns=max_turns, data=data, tasks=tasks)
+    specs = evaluation_specs(env, split, episodes, max_turns=max_turns, data=data, tasks=tasks, params=params)
     config = RolloutConfig.for_env(env, max_turns=max_turns, max_new_tokens=max_new_tokens, temperature=temperature)
     import torch
 

@@ -60,7 +60,8 @@ class TrainConfig:
     Trainer fills them before building anything."""
 
     # what to train on
-    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, keychest, or module:attribute naming a "
+    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, twx (TextWorld-Express), keychest, or "
+                                    "module:attribute naming a "
                                     "hiper.envs.Family of your own")
     model: str | None = _setting(None, "Hugging Face name or path of the policy "
                                        "(default: SmolLM2-135M-Instruct, offline)")
@@ -68,8 +69,10 @@ class TrainConfig:
     split: str = _setting("train", "split to train on (its games are drawn in a seeded order, reshuffled every epoch)")
     data: str = _setting("", "ALFWorld data root holding json_2.1.1/, or 'sample' for hiper's 12 packaged games "
                              "(default: $ALFWORLD_DATA)")
-    tasks: str = _setting("", "comma-separated ALFWorld task types or ScienceWorld tasks "
-                              "(default: every ALFWorld type; ScienceWorld boil)")
+    tasks: str = _setting("", "comma-separated ALFWorld task types, ScienceWorld tasks or TextWorld-Express games "
+                              "(default: every ALFWorld type; ScienceWorld boil; TextWorld-Express cookingworld)")
+    game_params: str = _setting("", "parameters of generated games as name=value,... (TextWorld-Express: rooms, "
+                                    "ingredients, items, distractors, doors, distance; see hiper.envs.twx)")
     envs: int | None = _setting(None, "environments per step (and rank) "
                                       f"(default: the device profile's, cpu {CPU.envs} / gpu {GPU.envs}; authors: 128)")
     steps: int = _setting(2, "training steps (authors: 150)")
@@ -202,7 +205,8 @@ class TrainConfig:
 
     def game_options(self) -> dict:
         """What selects the games besides env and split (hiper.envs.registry)."""
-        return {"max_turns": self.max_turns, "data": self.data or None, "tasks": self.task_list()}
+        return {"max_turns": self.max_turns, "data": self.data or None, "tasks": self.task_list(),
+                "params": self.game_params or None}
 
 
 class Trainer:
@@ -704,7 +708,8 @@ class Trainer:
                     self._phase("evaluation")
                     metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs,
                                                cfg.eval_split or None, cfg.max_turns, cfg.max_new_tokens,
-                                               data=cfg.data or None, tasks=cfg.task_list(), progress=bars)
+                                               data=cfg.data or None, tasks=cfg.task_list(),
+                                               params=cfg.game_params or None, progress=bars)
                 if main:
                     runs.append_metrics(self.run_dir, metrics)
                 history.append(metrics)

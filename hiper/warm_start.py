@@ -71,6 +71,7 @@ class WarmStartConfig:
     split: str = _setting("", "split whose games the experts play (default: the environment's training split)")
     data: str = _as_in_training("data")
     tasks: str = _as_in_training("tasks")
+    game_params: str = _as_in_training("game_params")
     episodes: int = _setting(200, "expert episodes to play, on distinct games while the split has enough")
     expert_noise: float = _setting(0.0, "probability that a demonstration turn plays a random other admissible "
                                         "action instead of the expert's (an imperfect teacher), in [0, 1)")
@@ -188,7 +189,7 @@ def check_before_loading(config: WarmStartConfig) -> int:
     models.resolve_device(config.device)
     models.check_model_name(config.model, tokenizer_only=config.tiny_model)
     games = game_list(config.env, config.train_split(), max_turns=config.max_turns, data=config.data or None,
-                      tasks=config.task_list())
+                      tasks=config.task_list(), params=config.game_params or None)
     _check_expert(config.env, games[0])
     if config.lora_rank > 0:
         try:
@@ -337,7 +338,8 @@ def _collect(config: WarmStartConfig, split: str) -> list:
     bar = CountBar(config.episodes, "experts", "episode") if config.progress else None
     try:
         kept = demos.collect(config.env, split, config.episodes, max_turns=config.max_turns, data=config.data or None,
-                             tasks=config.task_list(), expert_noise=config.expert_noise, seed=config.seed,
+                             tasks=config.task_list(), params=config.game_params or None,
+                             expert_noise=config.expert_noise, seed=config.seed,
                              keep_lost=config.keep_lost, workers=max(1, config.workers),
                              progress=(lambda done, total: bar.update()) if bar is not None else None)
     finally:

@@ -11,7 +11,8 @@ Adding one: subclass `TextEnv`, implement `_reset(seed) -> Observation` and
 so that the trainer, evaluation and `hiper train --env mine` play it.
 """
 from hiper.envs.base import DEFAULT_MAX_STEPS, ExpertError, Observation, Step, TextEnv
-from hiper.envs.pool import EnvPool, EnvSpec, EnvWorkerError
+from hiper.envs.pool import EnvPool, EnvWorkerError
+from hiper.envs.spec import EnvSpec
 from hiper.envs.registry import Family, register
 
 __all__ = ["DEFAULT_MAX_STEPS", "EnvPool", "EnvSpec", "EnvWorkerError", "ExpertError", "Family", "Observation", "Step",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 
 from hiper.envs.base import Observation, Step, TextEnv
-from hiper.envs.pool import EnvSpec
+from hiper.envs.spec import EnvSpec
 
 TASK = "take the key, then open the chest with it"
 ACTIONS = ("take key", "open chest", "look around")

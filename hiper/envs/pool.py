@@ -4,7 +4,7 @@
     observations = pool.reset(seeds)
     steps = pool.step({0: "go to desk 1", 3: "look"})   # only the listed environments step
 
-Environments are described by picklable `EnvSpec`s and built inside the workers. With workers the
+Environments are described by picklable `EnvSpec`s (hiper.envs.spec) and built inside the workers. With workers the
 run never hangs on an environment: a call waits at most `timeout` seconds for all of them, a worker
 that dies or does not answer in time is killed (and started afresh on next use), and the call raises
 `EnvWorkerError` naming the environments (and seeds) whose episodes were lost; close() gives workers
@@ -20,45 +20,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import connection as mp_connection
 from typing import Any
 
 from hiper.envs.base import Observation, Step, TextEnv
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How to build one environment: kind in {"alfworld", "textworld", "scienceworld"} and its
-    keyword arguments, or kind "custom" with kwargs {"factory": "module:callable", ...}: any
-    importable callable returning a TextEnv (how to plug in an environment of your own)."""
-
-    kind: str
-    kwargs: dict = field(default_factory=dict)
-
-    def make(self) -> TextEnv:
-        if self.kind == "alfworld":
-            from hiper.envs.alfworld import AlfworldEnv
-
-            return AlfworldEnv(**self.kwargs)
-        if self.kind == "textworld":
-            from hiper.envs.textworld_cooking import CookingGame, TextWorldEnv
-
-            kwargs = dict(self.kwargs)
-            if "game" in kwargs:
-                return TextWorldEnv.cooking(CookingGame(**kwargs.pop("game")), **kwargs)
-            return TextWorldEnv(**kwargs)
-        if self.kind == "scienceworld":
-            from hiper.envs.scienceworld import ScienceWorldEnv
-
-            return ScienceWorldEnv(**self.kwargs)
-        if self.kind == "custom":
-            import importlib
-
-            kwargs = dict(self.kwargs)
-            module, _, name = kwargs.pop("factory").partition(":")
-            return getattr(importlib.import_module(module), name)(**kwargs)
-        raise ValueError(f"kind: expected alfworld, textworld, scienceworld or custom, got {self.kind!r}")
+from hiper.envs.spec import EnvSpec
 
 
 class EnvWorkerError(RuntimeError):

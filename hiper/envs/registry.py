@@ -8,6 +8,7 @@ held-out split for evaluation, and a role line for the prompt:
     alfworld   train / valid_unseen, valid_seen, ...    a game file of ALFWorld's json_2.1.1 release
     textworld  train / valid, test                      a cooking game, by its tw-make seed (disjoint ranges)
     scienceworld  train / dev, test                     a (task, variation) from ScienceWorld's own lists
+    twx        train / dev, test                        a TextWorld-Express game: task, parameters and seed
     keychest   train / test                             a room and action order of hiper's two-subgoal sanity game
 
     specs = training_specs("alfworld", "train", count=8, step=3, seed=0, max_turns=50)
@@ -35,8 +36,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hiper.envs import keychest
-from hiper.envs.pool import EnvSpec
+from hiper.envs import keychest, twx
+from hiper.envs.spec import EnvSpec
 
 # What a rollout names when an environment has no prompt role of its own.
 GENERIC_ROLE = "You are an expert agent acting in a text environment."
@@ -49,13 +50,15 @@ class GameOptions:
     max_turns: the step cap of every episode.
     data: ALFWorld's data root (holding json_2.1.1/), "sample" for hiper's packaged games, or
         None for $ALFWORLD_DATA.
-    tasks: restrict to these task types (ALFWorld) or task names (ScienceWorld); None: all
-        (ALFWorld) or ("boil",) (ScienceWorld).
+    tasks: restrict to these task types (ALFWorld) or task names (ScienceWorld, TextWorld-Express);
+        None: all (ALFWorld), ("boil",) (ScienceWorld) or ("cookingworld",) (TextWorld-Express).
+    params: a generated game's parameters, "name=value,..." (TextWorld-Express: hiper.envs.twx).
     """
 
     max_turns: int = 50
     data: str | None = None
     tasks: tuple[str, ...] | None = None
+    params: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,10 @@ class Family:
     prompt: str | None = None
     role: str = GENERIC_ROLE
     task_type: Callable[[EnvSpec], str] = field(default=lambda spec: spec.kind)
+    report_split: str | None = None  # what `hiper eval` plays by default (None: eval_split)
 
     def __post_init__(self):
-        for split in (self.train_split, self.eval_split):
+        for split in (self.train_split, self.eval_split, self.report_split or self.eval_split):
             if split not in self.splits:
                 raise ValueError(f"splits: family {self.name!r} has no split {split!r}")
 
@@ -102,6 +106,7 @@ class Family:
 def _alfworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
     from hiper.envs.alfworld import list_games, resolve_data
 
+    _no_params("ALFWorld", options)
     root = resolve_data(options.data)
     games = list_games(split, root, task_types=options.tasks)
     return [EnvSpec("alfworld", {"game_file": str(g), "max_steps": options.max_turns}) for g in games]
@@ -120,6 +125,7 @@ TEXTWORLD_GAME = {"recipe": 2, "take": 1, "go": 1}
 
 
 def _textworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
+    _no_params("TextWorld cooking", options)
     if options.tasks:
         raise ValueError("tasks: TextWorld cooking games have no task subsets")
     return [EnvSpec("textworld", {"game": {**TEXTWORLD_GAME, "seed": seed}, "max_steps": options.max_turns})
@@ -129,12 +135,24 @@ def _textworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
 def _scienceworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
     from hiper.envs.scienceworld import variations
 
+    _no_params("ScienceWorld", options)
     tasks = options.tasks or ("boil",)
     return [EnvSpec("scienceworld", {"task": task, "variation": v, "max_steps": options.max_turns})
             for task in tasks for v in variations(task, split)]
 
 
+def _twx_games(split: str, options: GameOptions) -> list[EnvSpec]:
+    return [spec for task in options.tasks or ("cookingworld",)
+            for spec in twx.games(split, task, options.params, options.max_turns)]
+
+
+def _no_params(name: str, options: GameOptions) -> None:
+    if options.params:
+        raise ValueError(f"game_params: {name} games take no parameters (TextWorld-Express games do)")
+
+
 def _keychest_games(split: str, options: GameOptions) -> list[EnvSpec]:
+    _no_params("keychest", options)
     if options.tasks:
         raise ValueError("tasks: keychest games have no task subsets")
     return keychest.games(split)
@@ -157,6 +175,8 @@ register(Family("textworld", {s: _textworld_games for s in TEXTWORLD_SEEDS}, eva
                 prompt="textworld", task_type=lambda spec: "cooking"))
 register(Family("scienceworld", {s: _scienceworld_games for s in ("train", "dev", "test")}, eval_split="dev",
                 prompt="scienceworld", task_type=lambda spec: spec.kwargs["task"]))
+register(Family("twx", {s: _twx_games for s in twx.SPLITS}, eval_split="dev", report_split="test", role=twx.ROLE,
+                task_type=lambda spec: spec.kwargs["task"]))
 register(Family("keychest", {s: _keychest_games for s in ("train", "test")},
                 role=keychest.ROLE, task_type=lambda spec: "keychest"))
 
@@ -209,25 +229,27 @@ def _check_counts(count: int, group_size: int) -> int:
 
 
 def training_specs(env: str, split: str, count: int, step: int, *, seed: int = 0, group_size: int = 1,
-                   max_turns: int = 50, data: str | None = None, tasks: Sequence[str] | None = None) -> list[EnvSpec]:
+                   max_turns: int = 50, data: str | None = None, tasks: Sequence[str] | None = None,
+                   params: str | None = None) -> list[EnvSpec]:
     """The `count` environments of training step `step` (0-based): count / group_size games
     drawn from the seeded schedule of the split, each repeated group_size times in a row
     (environment i plays game i // group_size)."""
-    games = game_list(env, split, max_turns=max_turns, data=data, tasks=tasks)
+    games = game_list(env, split, max_turns=max_turns, data=data, tasks=tasks, params=params)
     tasks_per_step = _check_counts(count, group_size)
     picks = draw_order(len(games), range(step * tasks_per_step, (step + 1) * tasks_per_step), seed)
     return [games[k] for k in picks for _ in range(group_size)]
 
 
 def evaluation_specs(env: str, split: str | None, count: int, *, max_turns: int = 50, data: str | None = None,
-                     tasks: Sequence[str] | None = None, count_name: str = "episodes") -> list[EnvSpec]:
+                     tasks: Sequence[str] | None = None, params: str | None = None,
+                     count_name: str = "episodes") -> list[EnvSpec]:
     """`count` distinct games spread evenly over a held-out split (the family's evaluation split
     when None); the same games on every call. Refuses more games than the split holds
     (`count_name` names the count in that error)."""
     fam = family(env)
     if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
         raise ValueError(f"{count_name}: need at least one game, got {count!r}")
-    games = game_list(env, split or fam.eval_split, max_turns=max_turns, data=data, tasks=tasks)
+    games = game_list(env, split or fam.eval_split, max_turns=max_turns, data=data, tasks=tasks, params=params)
     if count > len(games):
         raise ValueError(f"{count_name}: the {split or fam.eval_split} split of {fam.name} holds {len(games)} "
                          f"distinct games, asked for {count}")
@@ -235,10 +257,10 @@ def evaluation_specs(env: str, split: str | None, count: int, *, max_turns: int 
 
 
 def game_list(env: str, split: str, *, max_turns: int = 50, data: str | None = None,
-              tasks: Sequence[str] | None = None) -> list[EnvSpec]:
+              tasks: Sequence[str] | None = None, params: str | None = None) -> list[EnvSpec]:
     """Every game of a split, in its fixed order."""
     return family(env).games(split, GameOptions(max_turns=max_turns, data=data,
-                                                tasks=tuple(tasks) if tasks else None))
+                                                tasks=tuple(tasks) if tasks else None, params=params or None))
 
 
 def task_mix(env: str, specs: Sequence[EnvSpec]) -> dict[str, int]:

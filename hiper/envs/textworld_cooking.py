@@ -165,3 +165,12 @@ class TextWorldEnv(TextEnv):
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def from_spec(**kwargs) -> TextWorldEnv:
+    """The environment an EnvSpec("textworld", kwargs) describes: a cooking game generated from
+    kwargs["game"] (CookingGame's fields), or a game file (TextWorldEnv's arguments)."""
+    if "game" in kwargs:
+        game = kwargs.pop("game")
+        return TextWorldEnv.cooking(CookingGame(**game), **kwargs)
+    return TextWorldEnv(**kwargs)
