@@ -2,8 +2,10 @@
 fine-tuning and LoRA, each in fp32 and under bf16 autocast.
 
 The rollouts are played once (SmolLM2-135M-Instruct on hiper's packaged ALFWorld games); each
-mode then runs in a forked process of its own, so that its peak RSS is its own (it includes what
-the parent held at the fork: the rollouts and the Python runtime, reported as the baseline). Per
+mode then runs in a spawned process of its own, so that its peak RSS is its own (it includes the
+Python runtime, the imports and the rollouts sent to it; the parent's is reported as a baseline).
+Spawned, not forked: the parent's play has started torch's OpenMP threads, and a forked child's
+first parallel region waits forever for threads that were not forked with it. Per
 mode: the seconds of each stage of `Trainer.train_step` after the rollout, the tokens per second
 of the update passes, the least time the CPU's matmul peak allows for each stage, peak RSS,
 checkpoint size and optimiser-state size.
@@ -19,6 +21,7 @@ once: no weight gradients of the frozen base), a recomputed forward once more wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import resource
 import sys
@@ -62,11 +65,19 @@ def play(args):
     return rollout, seconds, parameters
 
 
-def measure(args, mode: str, rollout, queue) -> None:
-    """One mode's update on `rollout` (in a forked child): train_step with the rollout replayed."""
+def portable(rollout):
+    """`rollout` as it can be sent to a spawned process: without its trajectory layout, a compiled
+    object that does not pickle (the child rebuilds it from the batch's own columns)."""
+    return dataclasses.replace(rollout, batch=dataclasses.replace(rollout.batch, layout=None))
+
+
+def measure(args, mode: str, rollout, results) -> None:
+    """One mode's update on `rollout` (in a spawned child): train_step with the rollout replayed,
+    its measurements sent through the pipe end `results`."""
     import hiper.envs
     import hiper.trainer
     from hiper.models import quiet_progress_bars
+    from hiper.ops.layout import build_layout
     from hiper.trainer import Trainer
 
     torch.set_num_threads(args.threads)
@@ -82,6 +93,10 @@ def measure(args, mode: str, rollout, queue) -> None:
         def __exit__(self, *exc):
             return False
 
+    # The layout was left behind (see `portable`); rebuilt here as TrajectoryBuffer.pack builds it.
+    batch = rollout.batch
+    rollout = dataclasses.replace(rollout, batch=dataclasses.replace(
+        batch, layout=build_layout(batch.env_ids, batch.turn_idx, batch.is_new_subgoal)))
     hiper.envs.EnvPool = NoEnvironments
     hiper.trainer.RolloutEngine = lambda *a, **k: SimpleNamespace(run=lambda: rollout)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +108,7 @@ def measure(args, mode: str, rollout, queue) -> None:
                               if opt is not None for state in opt.state.values() for t in state.values()
                               if isinstance(t, torch.Tensor))
         trained = sum(p.numel() for p in trainer.actor_parameters)
-        queue.put({"mode": mode, "timings": metrics["timings"], "checkpoint": saved.size_bytes,
+        results.send({"mode": mode, "timings": metrics["timings"], "checkpoint": saved.size_bytes,
                    "optimiser": optimiser_bytes, "trained": trained, "bf16": trainer.bf16,
                    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                    "losses": (metrics["pg_loss"], metrics["critic_loss"], metrics["kl"])})
@@ -123,6 +138,9 @@ def main() -> None:
     parser.add_argument("--peak-fp32", type=float, default=135.0, help="matmul GFLOP/s in fp32")
     parser.add_argument("--peak-bf16", type=float, default=350.0, help="matmul GFLOP/s in bf16")
     args = parser.parse_args()
+    for name in ("envs", "max_turns", "max_new_tokens", "micro_batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -140,12 +158,19 @@ def main() -> None:
     print(f"| mode | {' | '.join(stages)} | update tokens/s (both updates) | peak RSS | checkpoint | optimiser state "
           "| trained | pg / critic loss |")
     print("|---" * (len(stages) + 7) + "|", flush=True)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # not fork: see the module's docstring
     for mode in modes:
-        queue = context.Queue()
-        child = context.Process(target=measure, args=(args, mode, rollout, queue))
+        reader, writer = context.Pipe(duplex=False)
+        child = context.Process(target=measure, args=(args, mode, portable(rollout), writer))
         child.start()
-        r = queue.get()
+        # Only the child holds the writing end now, so a child that dies before it sends ends
+        # recv() with EOFError instead of leaving the parent waiting.
+        writer.close()
+        try:
+            r = reader.recv()
+        except EOFError:
+            child.join()
+            sys.exit(f"bench_step: mode {mode} failed (its process exited with code {child.exitcode})")
         child.join()
         t = r["timings"]
         cells = [f"{t.get(s, 0.0):.1f} s (>= {floor_seconds(s, padded, parameters, mode, args):.1f})"
