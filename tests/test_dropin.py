@@ -12,6 +12,7 @@ from hiper.integrations.verl import compute_hae_advantage
 from hiper.reference import hae_loops
 
 from batches import make_batch
+from numerics import assert_close
 
 KEYS = ["advantages", "advantages_low", "advantages_high", "advantages_term", "returns_low", "returns_high",
         "returns_term", "hae_lo_mask", "hae_hi_mask", "hae_term_mask"]
@@ -136,7 +137,7 @@ def test_row_order_does_not_matter():
     c.action_mask, c.subgoal_mask, c.switch_mask = c.action_mask[perm], c.subgoal_mask[perm], c.switch_mask[perm]
     compute_hae_advantage(c, cfg, c.action_mask, c.subgoal_mask, c.switch_mask)
     for key in KEYS:
-        torch.testing.assert_close(c.batch[key], b.batch[key][perm], rtol=0, atol=1e-6, msg=key)
+        assert_close(c.batch[key], b.batch[key][perm], atol=1e-6, name=key)
 
 
 def test_duplicate_rows_are_refused():

@@ -11,6 +11,8 @@ import torch
 
 from hiper.trainer import Trainer, TrainConfig
 
+from numerics import assert_close
+
 TOKENIZER = str(Path(__file__).parent / "fixtures" / "smollm2_tokenizer")
 PROMPT, R = 24, 10
 
@@ -66,7 +68,7 @@ def test_trimmed_passes_give_the_padded_ones_values_logprobs_and_updates(tmp_pat
         return trainer._forward_all(batch, lambda ids, am, r: response_logprobs(trainer.actor, ids, am, r), R)
 
     old_logp, old_values = logprobs(padded), padded._forward_all(batch, padded.critic.values, R)
-    torch.testing.assert_close(logprobs(trimmed)[mask], old_logp[mask], rtol=1e-5, atol=1e-5)
+    assert_close(logprobs(trimmed)[mask], old_logp[mask], rtol=1e-5, atol=1e-5, name="log-probs")
     torch.testing.assert_close(trimmed._forward_all(batch, trimmed.critic.values, R)[mask], old_values[mask])
     # One actor and one critic update from the same weights and mini-batches: the same new weights.
     advantages = torch.randn(8, R, generator=torch.Generator().manual_seed(1)) * mask
@@ -82,12 +84,13 @@ def test_trimmed_passes_give_the_padded_ones_values_logprobs_and_updates(tmp_pat
     assert stats[1][1]["critic_loss"] == pytest.approx(stats[0][1]["critic_loss"], rel=1e-4)
     # The mini-batch is the whole batch, so the gradients left after the update are its full
     # gradients (compared rather than AdamW's step, which is about lr for any gradient, even ~1e-9).
-    for own, other in ((padded.actor_parameters, trimmed.actor_parameters),
-                       (padded.critic.trainable_parameters(), trimmed.critic.trainable_parameters())):
-        scale = max(p.grad.abs().max() for p in own)
+    for model, own, other in (("actor", padded.actor_parameters, trimmed.actor_parameters),
+                              ("critic", padded.critic.trainable_parameters(), trimmed.critic.trainable_parameters())):
+        scale = float(max(p.grad.abs().max() for p in own))
         assert scale > 0
-        for a, b in zip(own, other):
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5 * scale)
+        for i, (a, b) in enumerate(zip(own, other)):
+            assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5 * scale,
+                         name=f"{model} parameter {i} {tuple(a.shape)}.grad")
 
 
 def test_bf16_autocast_on_the_cpu_keeps_log_probs_close_to_fp32(tmp_path):

@@ -10,6 +10,8 @@ import torch
 from hiper.cli import main
 from hiper.trainer import Trainer, TrainConfig
 
+from numerics import assert_close
+
 TOKENIZER = str(Path(__file__).parent / "fixtures" / "smollm2_tokenizer")
 
 
@@ -87,9 +89,9 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     resumed.train(resume=True, log=None)
     assert resumed.step == straight.step == 2
     for (name, a), b in zip(straight.actor.state_dict().items(), resumed.actor.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+        assert_close(b, a, atol=0.0, name=f"actor {name}")
     for (name, a), b in zip(straight.critic.state_dict().items(), resumed.critic.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+        assert_close(b, a, atol=0.0, name=f"critic {name}")
 
 
 def test_shared_critic_trains_heads_only(tmp_path):
