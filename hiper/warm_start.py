@@ -33,14 +33,13 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hiper.files import remove_leftovers, replace_directory
 from hiper.sft import SCHEDULES, SFTConfig
 
 REPORT = "sft.json"
@@ -376,27 +375,15 @@ def _fine_tune(model, tokenizer, pairs: list[tuple[str, str]], config: WarmStart
 
 def write_atomically(out: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
     """Calls `write(directory)` on a temporary directory beside `out`, then puts it in `out`'s
-    place: `out` is never seen half-written. An error (or Ctrl-C) removes the temporary and
-    leaves `out` as it was; a kill leaves the temporary, which the next run into `out` removes."""
+    place (hiper.files.replace_directory): `out` is never seen half-written. An error (or Ctrl-C)
+    removes the temporary and leaves `out` as it was; a kill leaves the temporary, which the next
+    run into `out` removes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        # mkdtemp makes a private (0700) directory; `out` gets what any new directory gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        write(tmp)
+    remove_leftovers(out)
+
+    def write_then_check(directory: Path) -> None:
+        write(directory)
         check_out(out, overwrite)  # again: something may have been put there during the run
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_directory(out, write_then_check)

@@ -193,11 +193,14 @@ def _write_model(model, directory: Path) -> None:
     untied) and safetensors weights."""
     from safetensors.torch import save_file
 
+    from hiper.files import replace_file
+
     config = copy.deepcopy(model.config)
     config.tie_word_embeddings = False
     config.save_pretrained(directory)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(directory)
-    tmp = directory / "model.safetensors.tmp"
-    save_file({name: t.contiguous() for name, t in _export_state(model).items()}, tmp, metadata={"format": "pt"})
-    os.replace(tmp, directory / "model.safetensors")  # a reload never reads a half-written file
+    state = {name: t.contiguous() for name, t in _export_state(model).items()}
+    # A reload never reads a half-written file; a scratch directory needs no flush to disk.
+    replace_file(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
+                 durable=False)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from hiper import files
 from hiper.envs import keychest, twx
 from hiper.envs.spec import EnvSpec
 
@@ -282,14 +282,8 @@ def game_key(spec: EnvSpec) -> str:
 
 
 def cache_file(name: str) -> Path:
-    from hiper.models import cache_dir
-
-    path = cache_dir() / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return files.cache_file(name)
 
 
 def write_json_atomic(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    files.replace_json(path, value)

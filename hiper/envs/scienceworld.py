@@ -29,7 +29,7 @@ def variations(task: str, split: str) -> list[int]:
     import json
     from importlib.metadata import version
 
-    from hiper.envs.registry import cache_file, write_json_atomic
+    from hiper.files import cache_file, replace_json as write_json_atomic
 
     if split not in SPLITS:
         raise ValueError(f"split: ScienceWorld has the splits {', '.join(SPLITS)}; got {split!r}")
