@@ -42,6 +42,19 @@ import time
 from pathlib import Path
 
 import hiper
+from hiper.flags import (  # what every command shares (hiper.flags), under the names used here
+    COUNT as _COUNT,
+    NOT_NEGATIVE as _NOT_NEGATIVE,
+    TEMPERATURE as _TEMPERATURE,
+    TOP_P as _TOP_P,
+    Parser as _Parser,
+    add_boolean_flag,
+    add_train_flags,
+    checked as _checked,
+    flag_type as _flag_type,
+    name_flag as _name_flag,
+    train_config as _train_config,
+)
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -164,68 +177,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     print(f"success rate: {result.success_rate:.2f}")
     return 0
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (`--max-turns 8`, `--norm-adv false`, `--tiny-model`), with the
-    field's description, default and choices (its metadata), its value read as the field's type.
-    The flags default to None, "not given", so that a --config file's value stands unless a flag
-    overrides it."""
-    import dataclasses
-
-    from hiper.trainer import FIELD_TYPES, TrainConfig
-
-    for f in dataclasses.fields(TrainConfig):
-        kind, _ = FIELD_TYPES[f.name]
-        text = f.metadata.get("help", "")
-        if f.default is not None and "default" not in text:
-            text += f" (default: {_shown(f.default)})"
-        flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, dest=f.name, nargs="?", const=True, default=None, type=_flag_type(bool),
-                                metavar="true|false", help=text.replace("%", "%%"))
-        else:
-            parser.add_argument(flag, dest=f.name, default=None, type=_flag_type(kind),
-                                choices=f.metadata.get("choices"), help=text.replace("%", "%%"))
-
-
-def _read_config_file(path: str) -> dict:
-    """The mapping of TrainConfig keys in YAML file `path` (an empty file: none)."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"config: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from exc
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config: {path} is not valid YAML ({' '.join(str(exc).split())})") from exc
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise TypeError(f"config: {path} must hold a mapping of TrainConfig keys (envs: 4, ...), "
-                         f"not a {type(values).__name__}")
-    return values
-
-
-def _train_config(args: argparse.Namespace):
-    """The run's TrainConfig: the --config file's keys, overridden by the flags given. A value the
-    config refuses is named as the flag that gave it (by `main`), or as its key in the file."""
-    import dataclasses
-
-    from hiper.trainer import TrainConfig, config_from_dict
-
-    from_file = _read_config_file(args.config) if args.config else {}
-    from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                  if getattr(args, f.name) is not None}
-    try:
-        return config_from_dict({**from_file, **from_flags})
-    except (ValueError, TypeError) as exc:
-        named = re.match(r"([A-Za-z_]\w*): ", str(exc))
-        if named and named.group(1) in from_file and named.group(1) not in from_flags:
-            raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"config key {exc}") from exc
-        raise
 
 
 def _check_before_loading(config, resume: bool):
@@ -441,93 +392,8 @@ def _tasks(text: str | None) -> tuple[str, ...] | None:
     return names or None
 
 # ---------------------------------------------------------------------------------------------
-# What every command shares: flags read like config values, defaults in the help, one-line errors
+# Flags several commands share (the toolkit they are made with is hiper.flags)
 # ---------------------------------------------------------------------------------------------
-
-def _shown(value) -> str:
-    """A default as a flag or a YAML file spells it."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return '""' if value == "" else str(value)
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every flag's default after its description, unless the description gives it already (or
-    there is none to give)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if not action.option_strings or action.default in (None, argparse.SUPPRESS) or "default" in text:
-            return text
-        return text + f" (default: {_shown(action.default)})".replace("%", "%%")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse as every hiper command uses it: defaults shown in the help, a --debug flag, errors
-    on one line, and `flag_names`, the flag of each destination, so that an error naming an
-    argument (`envs: ...`) can name the flag the user typed (`--envs: ...`)."""
-
-    def __init__(self, *args, **kwargs):
-        self.flag_names: dict[str, str] = {}  # filled by add_argument, which argparse's __init__ already calls
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
-        self.set_defaults(flag_names=self.flag_names)
-        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                          help="show the traceback of an error too (or set HIPER_DEBUG=1)")
-
-    def add_argument(self, *args, **kwargs):
-        action = super().add_argument(*args, **kwargs)
-        if action.option_strings and action.help is not argparse.SUPPRESS:  # not a hidden alias
-            self.flag_names.setdefault(action.dest, max(action.option_strings, key=len))
-        return action
-
-    def error(self, message: str):
-        # argparse's "argument --envs: invalid ..." as hiper's other errors put it: the flag first, one line.
-        message = re.sub(r"^argument ([^\s/:]+)(?:/\S+)?: ", r"\1: ", message)
-        self.exit(2, f"hiper: error: {message} (see {self.prog} --help)\n")
-
-
-def _flag_type(kind: type):
-    """argparse's `type=` for a flag holding a `kind` (bool, int, float or str), read the way a
-    --config file's value is (hiper.trainer.parse_value): `--norm-adv no`, `--actor-lr 1e-6`."""
-    def read(text: str):
-        from hiper.trainer import parse_value
-
-        try:
-            return parse_value(kind, text)
-        except TypeError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    read.__name__ = kind.__name__  # argparse names the type in some messages
-    return read
-
-
-def _bounded(kind: type, rule: str, holds):
-    """A flag type for a `kind` that must satisfy `holds` (`rule` says how, in the error)."""
-    read = _flag_type(kind)
-
-    def check(text: str):
-        value = read(text)
-        if not holds(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {value!r}")
-        return value
-
-    check.__name__ = kind.__name__
-    return check
-
-
-def _checked(check, name: str):
-    """A flag type that passes the text to `check` (a library function raising ValueError("name:
-    ...")), so that a bad value stops the command at once, before a model loads."""
-    def read(text: str) -> str:
-        try:
-            check(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{name}: ")) from None
-        return text
-
-    return read
-
 
 def _environment(text: str) -> str:
     """An --env naming a registered family or module:attribute naming one."""
@@ -543,23 +409,6 @@ def _device(text: str) -> str:
     return _checked(resolve_device, "device")(text)
 
 
-_COUNT = _bounded(int, ">= 1", lambda v: v >= 1)
-_NOT_NEGATIVE = _bounded(int, ">= 0", lambda v: v >= 0)
-_TEMPERATURE = _bounded(float, ">= 0", lambda v: v >= 0)
-_TOP_P = _bounded(float, "in (0, 1]", lambda v: 0 < v <= 1)
-
-
-def add_boolean_flag(parser: argparse.ArgumentParser, flag: str, *, default: bool, help: str,
-                     hidden_alias: str | None = None) -> None:
-    """A flag that takes `--flag`, `--flag true` and `--flag false` (also yes/no, on/off, 1/0);
-    `hidden_alias` is an older spelling that still works but is not shown in the help."""
-    action = parser.add_argument(flag, nargs="?", const=True, default=default, type=_flag_type(bool),
-                                 metavar="true|false", help=help)
-    if hidden_alias:
-        parser.add_argument(hidden_alias, dest=action.dest, nargs="?", const=True, default=argparse.SUPPRESS,
-                            type=_flag_type(bool), help=argparse.SUPPRESS)
-
-
 def _described(name: str) -> str:
     """The description of TrainConfig field `name`: a flag meaning the same in another command says the same."""
     import dataclasses
@@ -567,14 +416,6 @@ def _described(name: str) -> str:
     from hiper.trainer import TrainConfig
 
     return next(f.metadata["help"] for f in dataclasses.fields(TrainConfig) if f.name == name)
-
-
-def _name_flag(message: str, flag_names: dict[str, str]) -> str:
-    """`envs: ...` -> `--envs: ...` when `envs` is the destination of one of the command's flags."""
-    match = re.match(r"([A-Za-z_]\w*): ", message)
-    if match and match.group(1) in flag_names:
-        return flag_names[match.group(1)] + message[match.end(1):]
-    return message
 
 
 def _add_game_flags(parser: argparse.ArgumentParser, *, count_flag: str, count_help: str, count: int) -> None:
@@ -636,13 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_play_flags(ro, temperature=1.0, top_p=True,
                     seed_help="random seed of the sampling")
     tr = command("train", "train a policy with PPO and HAE, or a flat baseline", cmd_train)
-    tr.usage = "%(prog)s [--config YAML] [--resume] [--check] [--FIELD VALUE ...] (every TrainConfig field)"
-    tr.add_argument("--config", metavar="YAML", help="YAML file of TrainConfig keys (see configs/); flags override it")
-    add_boolean_flag(tr, "--resume", default=False, help="continue the run in --run-dir from its checkpoint")
-    add_boolean_flag(tr, "--check", default=False,
-                     help="check the configuration (flags, --config, device, games, run directory), print it as "
-                          "YAML and stop, loading no model")
-    _add_config_flags(tr)
+    add_train_flags(tr)
     sf = command("sft", "supervised warm start: fine-tune a model on expert demonstrations and write it as a model "
                         "directory (for hiper train --model, hiper eval --checkpoint)", cmd_sft)
     _add_sft_flags(sf)

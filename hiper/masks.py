@@ -14,33 +14,14 @@ stay there; its vocabulary table is copied to each device once, on first use.
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, Allocator, optional_numpy, to_numpy, token_ids
 from hiper.ops._device import is_cuda_tensor
-
-MASK_NAMES = ("action_mask", "subgoal_mask", "switch_mask", "value_mask_high", "value_mask_low", "value_mask_term")
-
-
-class SpanMasks(NamedTuple):
-    """Masker outputs; (N, L) bool masks and (N,) bool `is_new_subgoal`. Unrequested ones are None.
-
-    action_mask / subgoal_mask / switch_mask: token spans of the blocks (with or without the
-        tags), within the response mask; action falls back to the whole response.
-    is_new_subgoal: the switch block says anything but KEEP (missing or empty means KEEP).
-    value_mask_high / value_mask_low / value_mask_term: where the value heads are read.
-    """
-
-    action_mask: Any = None
-    subgoal_mask: Any = None
-    switch_mask: Any = None
-    is_new_subgoal: Any = None
-    value_mask_high: Any = None
-    value_mask_low: Any = None
-    value_mask_term: Any = None
+from hiper.ops.types import MASK_NAMES, SpanMasks  # noqa: F401 - MASK_NAMES is importable from here
 
 
 def standalone_pieces(tokenizer) -> list[str]:
@@ -136,8 +117,8 @@ class SpanMasker:
             from hiper.ops import _cuda
 
             device = (responses if is_cuda_tensor(responses) else response_mask).device
-            return SpanMasks(**_cuda.span_masks(self, device, responses, response_mask, include_tags=include_tags,
-                                                is_boundary=is_boundary, outputs=outputs, validate=validate))
+            return _cuda.span_masks(self, device, responses, response_mask, include_tags=include_tags,
+                                    is_boundary=is_boundary, outputs=outputs, validate=validate)
         tok = token_ids(responses, "responses")
         resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
         if resp.shape != tok.shape:

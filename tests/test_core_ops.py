@@ -157,6 +157,35 @@ def test_token_outputs_into_reused_buffers():
     assert torch.equal(fresh.loss_mask, lo | hi | sw)
 
 
+
+def test_token_ops_take_the_span_masks_as_one_object():
+    rng = np.random.default_rng(5)
+    L = 12
+    d = random_rows(rng, 8, 5)
+    n = len(d["traj"])
+    turns = hiper.hae_turns(hiper.build_layout(d["traj"], d["turn"], d["switch"]), d["rewards"], d["done"],
+                            d["v_low"], d["v_high"], d["v_term"])
+    masks = {k: torch.from_numpy(rng.random((n, L)) < 0.3) for k in
+             ("action_mask", "subgoal_mask", "switch_mask", "value_mask_low", "value_mask_high", "value_mask_term")}
+    resp = torch.from_numpy(np.arange(L)[None] < rng.integers(0, L + 1, size=n)[:, None])
+    values = torch.from_numpy(rng.normal(size=(n, L)).astype(np.float32))
+    spans = hiper.SpanMasks(**masks, is_new_subgoal=torch.from_numpy(d["switch"]))  # (N,): not read
+    for one, other in ((hiper.hae_token_outputs(turns, resp, spans=spans),
+                        hiper.hae_token_outputs(turns, resp, **masks)),
+                       (hiper.row_scan(resp, spans=spans, values_low=values),
+                        hiper.row_scan(resp, **masks, values_low=values))):
+        for name, got in one._asdict().items():
+            want = getattr(other, name)
+            assert (got is None and want is None) or torch.equal(got, want), name
+    with pytest.raises(ValueError, match="switch_mask: given with spans"):
+        hiper.row_scan(resp, spans=spans, switch_mask=masks["switch_mask"])
+    with pytest.raises(ValueError, match="action_mask: given with spans"):
+        hiper.hae_token_outputs(turns, resp, spans=spans, action_mask=masks["action_mask"])
+    with pytest.raises(TypeError, match="spans: expected a hiper.SpanMasks, got dict"):
+        hiper.row_scan(resp, spans=masks)
+    with pytest.raises(ValueError, match=r"subgoal_mask: expected shape \(\d+, 12\) like response_mask"):
+        hiper.hae_token_outputs(turns, resp, spans=spans._replace(subgoal_mask=masks["subgoal_mask"][:, :5]))
+
 def test_numpy_in_numpy_out_and_torch_in_torch_out():
     rng = np.random.default_rng(5)
     d = random_rows(rng, 6, 5)

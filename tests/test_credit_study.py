@@ -171,3 +171,12 @@ def test_without_matplotlib_the_run_says_so(tmp_path, capsys, monkeypatch):
     assert C.run(_parse("--quick", "--out", str(tmp_path))) == 0
     assert "no plots written" in capsys.readouterr().out
     assert (tmp_path / "credit.json").is_file() and not list(tmp_path.glob("*.png"))
+
+
+def test_the_command_line_describes_the_study_as_the_package_does(capsys):
+    from hiper.studies.credit.cli import DESCRIPTION
+
+    assert " ".join(C.__doc__.split()).startswith(DESCRIPTION)
+    with pytest.raises(SystemExit):
+        C.main(["--help"])
+    assert " ".join(capsys.readouterr().out.split()).count(DESCRIPTION) == 1

@@ -543,7 +543,8 @@ def meta_as_cuda(monkeypatch):
 
     for module in (_device, hae, layout, tokens):
         monkeypatch.setattr(module, "is_cuda_tensor", is_meta)
-    monkeypatch.setattr(_cuda, "require_backend", lambda device, op: None)
+    for module in (_cuda, layout):  # the ops' device paths, and build_layout's
+        monkeypatch.setattr(module, "require_backend", lambda device, op: None)
     monkeypatch.setattr(_device.DeviceArgs, "launch", property(lambda self: {"device": 0, "stream": 0}))
     for name in ("cuda_layout_workspace_bytes", "cuda_pipeline_workspace_bytes", "cuda_normalize_workspace_bytes",
                  "cuda_token_outputs_workspace_bytes"):

@@ -1,7 +1,6 @@
 """Public ops over per-turn rows, backed by the compiled core (hiper._C)."""
 from hiper.ops.layout import CudaTrajectoryLayout, TrajectoryLayout, build_layout, factorize
 from hiper.ops.flat import (
-    FlatOutputs,
     broadcast_to_tokens,
     episode_returns,
     first_turns,
@@ -14,8 +13,9 @@ from hiper.ops.flat import (
     token_gae,
     turn_gae,
 )
-from hiper.ops.hae import HAETurnOutputs, hae, hae_turns, normalize_advantages, shape_rewards, subgoal_changed
-from hiper.ops.tokens import HAETokenOutputs, RowSummary, hae_token_outputs, row_scan
+from hiper.ops.hae import hae, hae_turns, normalize_advantages, shape_rewards, subgoal_changed
+from hiper.ops.tokens import hae_token_outputs, row_scan
+from hiper.ops.types import FlatOutputs, HAETokenOutputs, HAETurnOutputs, RowSummary
 
 __all__ = [
     "CudaTrajectoryLayout",

@@ -1,6 +1,7 @@
 """The CUDA path of the ops. Each function is the twin of the public op of the same name
-(hiper.ops.layout / hae / tokens), which calls it when its inputs are CUDA tensors (or its
-layout is a CudaTrajectoryLayout), after the checks that do not depend on the device.
+(hiper.ops.hae / tokens, hiper.SpanMasker), which calls it when its inputs are CUDA tensors (or
+its layout is a CudaTrajectoryLayout), after the checks that do not depend on the device. (The
+layout's own CUDA build is in hiper.ops.layout, below every op that takes a layout.)
 
 Inputs are checked and converted on their device (hiper.ops._device.DeviceArgs), outputs
 allocated there by torch, and the work enqueued on the caller's current CUDA stream.
@@ -14,17 +15,15 @@ returns NaN there).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, INT64
 from hiper.config import HAEConfig
 from hiper.ops._device import TOKEN, DeviceArgs, ptr, require_backend
-from hiper.ops.layout import CudaTrajectoryLayout, TrajectoryLayout
-
-TURN_OUTPUTS = ("adv_low", "ret_low", "adv_high", "ret_high", "adv_term", "ret_term")
+from hiper.ops.layout import TrajectoryLayout
+from hiper.ops.types import (FLOAT_OUTPUTS, MASK_NAMES, MASK_OUTPUTS, TOKEN_MASKS, TURN_OUTPUTS, HAETokenOutputs,
+                             HAETurnOutputs, RowSummary, SpanMasks)
 
 
 def _args(device, op: str) -> DeviceArgs:
@@ -41,24 +40,6 @@ def _layout_args(layout: TrajectoryLayout, op: str) -> DeviceArgs:
 def _workspace(a: DeviceArgs, nbytes: int) -> dict:
     ws = a.workspace(nbytes)
     return {"workspace": ptr(ws), "workspace_bytes": ws.numel()}
-
-
-# ----------------------------------------------------------------------------------------- layout
-def build_layout(traj_ids: Any, turn_idx: Any, is_new_subgoal: Any, device) -> CudaTrajectoryLayout:
-    """The layout built on `device`; not validated (see CudaTrajectoryLayout.validate)."""
-    a = _args(device, "build_layout")
-    ids = a.tensor(traj_ids, "traj_ids", INT64, ndim=1)
-    n = ids.shape[0]
-    turns = a.tensor(turn_idx, "turn_idx", INT64, (n,))
-    switch = a.optional(is_new_subgoal, "is_new_subgoal", BOOL, (n,))
-    t = {name: a.empty((n + 1,) if name.endswith("offsets") else (n,), BOOL if name == "is_boundary" else INT64)
-         for name in CudaTrajectoryLayout.ARRAYS}
-    t["meta"] = a.empty((_C.cuda_layout_meta_size,), INT64)
-    nbytes = _C.cuda_layout_workspace_bytes(n=n, device=a.device.index) if n else 0
-    _C.cuda_build_layout(n=n, traj_ids=ptr(ids), turn_idx=ptr(turns), is_new_subgoal=ptr(switch),
-                         **{name: ptr(t[name]) for name in (*CudaTrajectoryLayout.ARRAYS, "meta")},
-                         **_workspace(a, nbytes), **a.launch)
-    return CudaTrajectoryLayout(t, n)
 
 
 # ----------------------------------------------------------------------------------------- per turn
@@ -90,8 +71,6 @@ def _hae_scalars(gamma, lam_turn, lam_seg, bootstrap_truncated) -> dict:
 
 
 def hae_turns(layout, rewards, dones, v_low, v_high, v_term, *, gamma, lam_turn, lam_seg, bootstrap_truncated):
-    from hiper.ops.hae import HAETurnOutputs
-
     a = _layout_args(layout, "hae_turns")
     n = (layout.num_rows,)
     r = a.tensor(rewards, "rewards", FLOAT32, n)
@@ -104,8 +83,6 @@ def hae_turns(layout, rewards, dones, v_low, v_high, v_term, *, gamma, lam_turn,
 
 def hae_core(layout, rewards, dones, v_low, v_high, v_term, *, is_new_subgoal, is_action_valid, subgoal_changed,
              cfg: HAEConfig, credited_low, credited_high, credited_term):
-    from hiper.ops.hae import HAETurnOutputs
-
     a = _layout_args(layout, "hae_core")
     n = (layout.num_rows,)
     r = a.tensor(rewards, "rewards", FLOAT32, n)
@@ -152,14 +129,12 @@ def subgoal_changed(layout, responses, subgoal_mask, response_mask, requires_bot
 
 
 # ----------------------------------------------------------------------------------------- (N, L)
-def row_scan(response_mask, masks: dict, values: dict):
-    from hiper.ops.tokens import RowSummary
-
+def row_scan(response_mask, spans: SpanMasks, values: dict):
     a = _args(response_mask.device, "row_scan")
     resp = a.tensor(response_mask, "response_mask", BOOL, ndim=2)
     shape = tuple(resp.shape)
     rows = shape[:1]
-    m = {name: ptr(a.optional(mask, name, BOOL, shape)) for name, mask in masks.items()}
+    m = {name: ptr(a.optional(getattr(spans, name), name, BOOL, shape)) for name in TOKEN_MASKS}
     v = {name: a.optional(value, name, FLOAT32, shape) for name, value in values.items()}
     outs = {"response_length": a.empty(rows, INT64), "has_action": a.empty(rows, BOOL),
             "has_subgoal": a.empty(rows, BOOL), "has_switch": a.empty(rows, BOOL)}
@@ -172,15 +147,13 @@ def row_scan(response_mask, masks: dict, values: dict):
     return RowSummary(**outs)
 
 
-def hae_token_outputs(turns, response_mask, masks: dict, *, high_on_subgoal: bool, high_on_switch: bool,
+def hae_token_outputs(turns, response_mask, spans: SpanMasks, *, high_on_subgoal: bool, high_on_switch: bool,
                       term_on_switch: bool, wanted: dict):
     """`wanted`: output name -> caller's buffer, or None to allocate one."""
-    from hiper.ops.tokens import FLOAT_OUTPUTS, MASK_OUTPUTS, HAETokenOutputs
-
     a = _args(response_mask.device, "hae_token_outputs")
     resp = a.tensor(response_mask, "response_mask", BOOL, ndim=2)
     shape = tuple(resp.shape)
-    inputs = {name: a.optional(mask, name, BOOL, shape) for name, mask in masks.items()}
+    inputs = {name: a.optional(getattr(spans, name), name, BOOL, shape) for name in TOKEN_MASKS}
     for name in ("adv_low", "adv_high", "adv_term", "ret_low", "ret_high", "ret_term", "is_boundary"):
         inputs[name] = a.tensor(getattr(turns, name), f"turns.{name}", BOOL if name == "is_boundary" else FLOAT32,
                                 shape[:1])
@@ -246,10 +219,8 @@ class VocabTable:
 
 
 def span_masks(masker, device, responses, response_mask, *, include_tags: bool, is_boundary, outputs,
-               validate: bool) -> dict:
-    """hiper.SpanMasker.__call__ on `device`: its SpanMasks fields as a dict of device tensors."""
-    from hiper.masks import MASK_NAMES
-
+               validate: bool) -> SpanMasks:
+    """hiper.SpanMasker.__call__ on `device`: SpanMasks of device tensors."""
     a = _args(device, "SpanMasker")
     tok = a.tensor(responses, "responses", TOKEN, ndim=2)
     shape = tuple(tok.shape)
@@ -273,4 +244,4 @@ def span_masks(masker, device, responses, response_mask, *, include_tags: bool, 
             row, pos = divmod(bad, length)
             raise ValueError(f"responses: token id {int(tok[row, pos].item())} at row {row}, position {pos} is outside "
                              f"the vocabulary (size {table.vocab_size})")
-    return results
+    return SpanMasks(**results)

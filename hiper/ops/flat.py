@@ -15,25 +15,19 @@ framework, float32, row-aligned with the input. Recurrences and statistics run i
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, INT64, Allocator, optional_numpy, to_numpy
 from hiper.ops.layout import TrajectoryLayout, check_rows, factorize
+from hiper.ops.types import FlatOutputs
 
 # Accepted names of the per-group transforms, mapped to the core's.
 _GROUP_MODES = {"grpo": "zscore", "zscore": "zscore", "mean_std_norm": "zscore",
                 "rloo": "leave_one_out", "leave_one_out": "leave_one_out",
                 "center": "center", "mean_norm": "center"}
-
-
-class FlatOutputs(NamedTuple):
-    """advantages and returns (critic targets), same shape as the estimator's rewards."""
-
-    advantages: Any
-    returns: Any
 
 
 def turn_gae(layout: TrajectoryLayout, rewards: Any, dones: Any, values: Any = None, *, gamma: float = 1.0,

@@ -11,7 +11,7 @@ device path does not check). Inputs must all be on one device.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -20,24 +20,7 @@ from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to
 from hiper.config import HAEConfig
 from hiper.ops._device import is_cuda_tensor
 from hiper.ops.layout import TrajectoryLayout, build_layout, check_rows, factorize
-
-
-class HAETurnOutputs(NamedTuple):
-    """Per-turn HAE results, each (N,) float32 except is_boundary (bool).
-
-    adv_low / ret_low: turn-level advantage A^L and return target R^L on every turn.
-    adv_high / ret_high: segment-level A^H and R^H on segment-start rows, 0 elsewhere.
-    adv_term / ret_term: termination A^T and target G^T (0 without a termination head).
-    is_boundary: the row starts a segment.
-    """
-
-    adv_low: Any
-    ret_low: Any
-    adv_high: Any
-    ret_high: Any
-    adv_term: Any
-    ret_term: Any
-    is_boundary: Any
+from hiper.ops.types import HAETurnOutputs
 
 
 def shape_rewards(

@@ -7,7 +7,7 @@ import numpy as np
 
 from hiper import _C
 from hiper._arrays import BOOL, INT64, is_tensor, optional_numpy, to_numpy
-from hiper.ops._device import is_cuda_tensor, require_backend
+from hiper.ops._device import DeviceArgs, is_cuda_tensor, ptr, require_backend
 
 
 class TrajectoryLayout:
@@ -203,9 +203,7 @@ def build_layout(traj_ids: Any, turn_idx: Any, is_new_subgoal: Any = None, *, va
     """
     for x in (traj_ids, turn_idx):
         if is_cuda_tensor(x):
-            from hiper.ops import _cuda
-
-            layout = _cuda.build_layout(traj_ids, turn_idx, is_new_subgoal, x.device)
+            layout = _build_on_device(traj_ids, turn_idx, is_new_subgoal, x.device)
             return layout.validate() if validate else layout
     ids = to_numpy(traj_ids, "traj_ids", INT64, ndim=1)
     turns = to_numpy(turn_idx, "turn_idx", INT64, ndim=1)
@@ -215,3 +213,23 @@ def build_layout(traj_ids: Any, turn_idx: Any, is_new_subgoal: Any = None, *, va
     if switch is not None and switch.shape != ids.shape:
         raise ValueError(f"is_new_subgoal: expected {ids.shape[0]} rows like traj_ids, got {switch.shape[0]}")
     return TrajectoryLayout(_C.build_layout(ids, turns, switch))
+
+
+def _build_on_device(traj_ids: Any, turn_idx: Any, is_new_subgoal: Any, device) -> CudaTrajectoryLayout:
+    """build_layout's CUDA path: the layout built on `device`, not validated (see
+    CudaTrajectoryLayout.validate). Here rather than in hiper.ops._cuda, which builds on the
+    layout types: the layout sits below every op that takes one."""
+    require_backend(device, "build_layout")
+    a = DeviceArgs(device, "build_layout")
+    ids = a.tensor(traj_ids, "traj_ids", INT64, ndim=1)
+    n = ids.shape[0]
+    turns = a.tensor(turn_idx, "turn_idx", INT64, (n,))
+    switch = a.optional(is_new_subgoal, "is_new_subgoal", BOOL, (n,))
+    t = {name: a.empty((n + 1,) if name.endswith("offsets") else (n,), BOOL if name == "is_boundary" else INT64)
+         for name in CudaTrajectoryLayout.ARRAYS}
+    t["meta"] = a.empty((_C.cuda_layout_meta_size,), INT64)
+    workspace = a.workspace(_C.cuda_layout_workspace_bytes(n=n, device=a.device.index) if n else 0)
+    _C.cuda_build_layout(n=n, traj_ids=ptr(ids), turn_idx=ptr(turns), is_new_subgoal=ptr(switch),
+                         **{name: ptr(t[name]) for name in (*CudaTrajectoryLayout.ARRAYS, "meta")},
+                         workspace=ptr(workspace), workspace_bytes=workspace.numel(), **a.launch)
+    return CudaTrajectoryLayout(t, n)

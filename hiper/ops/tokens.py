@@ -7,45 +7,31 @@ tensors (results stay on the device; no op waits for it).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 from hiper import _C
 from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to_numpy
 from hiper.ops._device import is_cuda_tensor
-
-FLOAT_OUTPUTS = ("advantages", "advantages_low", "advantages_high", "advantages_term",
-                 "returns_low", "returns_high", "returns_term")
-MASK_OUTPUTS = ("lo_mask", "hi_mask", "term_mask", "loss_mask")
+from hiper.ops.types import FLOAT_OUTPUTS, MASK_OUTPUTS, TOKEN_MASKS, HAETokenOutputs, RowSummary, SpanMasks
 
 
-class RowSummary(NamedTuple):
-    """Per-row facts read off (N, L) masks, each (N,).
-
-    response_length: valid response tokens (int64).
-    has_action / has_subgoal / has_switch: the span (ANDed with the response mask) is non-empty.
-    pos_low / pos_high / pos_term: where each value head is read: the first position of
-        (value_mask & response_mask), else the last valid token max(length - 1, 0).
-    value_low / value_high / value_term: float32 head values at those positions, when the
-        head's (N, L) outputs were given (else None).
-    """
-
-    response_length: Any
-    has_action: Any
-    has_subgoal: Any
-    has_switch: Any
-    pos_low: Any
-    pos_high: Any
-    pos_term: Any
-    value_low: Any = None
-    value_high: Any = None
-    value_term: Any = None
+def _spans(spans: SpanMasks | None, given: Mapping[str, Any]) -> SpanMasks:
+    """The (N, L) masks as one SpanMasks: `spans`, or the masks given one by one (not both)."""
+    if spans is None:
+        return SpanMasks(**given)
+    if not isinstance(spans, SpanMasks):
+        raise TypeError(f"spans: expected a hiper.SpanMasks, got {type(spans).__name__}")
+    for name, mask in given.items():
+        if mask is not None:
+            raise ValueError(f"{name}: given with spans; pass the masks in spans or one by one, not both")
+    return spans
 
 
-def _masks(response_mask: Any, named: Mapping[str, Any]):
+def _masks(response_mask: Any, spans: SpanMasks):
     resp = to_numpy(response_mask, "response_mask", BOOL, ndim=2)
     out = {}
-    for name, mask in named.items():
-        arr = optional_numpy(mask, name, BOOL, ndim=2)
+    for name in TOKEN_MASKS:
+        arr = optional_numpy(getattr(spans, name), name, BOOL, ndim=2)
         if arr is not None and arr.shape != resp.shape:
             raise ValueError(f"{name}: expected shape {tuple(resp.shape)} like response_mask, got {tuple(arr.shape)}")
         out[name] = arr
@@ -61,23 +47,25 @@ def row_scan(
     value_mask_high: Any = None,
     value_mask_term: Any = None,
     *,
+    spans: SpanMasks | None = None,
     values_low: Any = None,
     values_high: Any = None,
     values_term: Any = None,
 ) -> RowSummary:
     """Summarise (N, L) masks per row (see RowSummary). action_mask None means the whole
-    response is the action span. values_low/high/term: optional (N, L) float32 outputs of the
-    value heads, read at the heads' positions in the same pass."""
+    response is the action span. spans: the six masks as one SpanMasks (a span masker's
+    output; its is_new_subgoal is not read), instead of one by one. values_low/high/term:
+    optional (N, L) float32 outputs of the value heads, read at the heads' positions in the
+    same pass."""
+    spans = _spans(spans, dict(action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
+                               value_mask_low=value_mask_low, value_mask_high=value_mask_high,
+                               value_mask_term=value_mask_term))
     if is_cuda_tensor(response_mask):
         from hiper.ops import _cuda
 
-        return _cuda.row_scan(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
-                                                  switch_mask=switch_mask, value_mask_low=value_mask_low,
-                                                  value_mask_high=value_mask_high, value_mask_term=value_mask_term),
+        return _cuda.row_scan(response_mask, spans,
                               dict(values_low=values_low, values_high=values_high, values_term=values_term))
-    resp, m = _masks(response_mask, dict(action_mask=action_mask, subgoal_mask=subgoal_mask,
-                                         switch_mask=switch_mask, value_mask_low=value_mask_low,
-                                         value_mask_high=value_mask_high, value_mask_term=value_mask_term))
+    resp, m = _masks(response_mask, spans)
     values = {}
     for name, v in (("values_low", values_low), ("values_high", values_high), ("values_term", values_term)):
         arr = optional_numpy(v, name, FLOAT32, ndim=2)
@@ -91,32 +79,11 @@ def row_scan(
     return RowSummary(*(None if raw[name] is None else alloc.wrap(raw[name]) for name in RowSummary._fields))
 
 
-class HAETokenOutputs(NamedTuple):
-    """(N, L) token-level HAE outputs. Float ones are float32, masks bool.
-
-    advantages = advantages_low + advantages_high + advantages_term.
-    returns_*: the per-turn return targets at the value_mask_* positions, 0 elsewhere.
-    lo_mask / hi_mask / term_mask: where each advantage lands; loss_mask their union.
-    Outputs not requested are None.
-    """
-
-    advantages: Any = None
-    advantages_low: Any = None
-    advantages_high: Any = None
-    advantages_term: Any = None
-    returns_low: Any = None
-    returns_high: Any = None
-    returns_term: Any = None
-    lo_mask: Any = None
-    hi_mask: Any = None
-    term_mask: Any = None
-    loss_mask: Any = None
-
-
 def hae_token_outputs(
     turns: Any,
     response_mask: Any,
     *,
+    spans: SpanMasks | None = None,
     action_mask: Any = None,
     subgoal_mask: Any = None,
     switch_mask: Any = None,
@@ -135,6 +102,8 @@ def hae_token_outputs(
         turns: HAETurnOutputs (or anything with adv_low, adv_high, adv_term, ret_low,
             ret_high, ret_term and is_boundary, each (N,)).
         response_mask: (N, L) bool, valid response tokens. Every mask is ANDed with it.
+        spans: the masks below as one SpanMasks (a span masker's output; its is_new_subgoal
+            is not read), instead of one by one.
         action_mask: (N, L) bool span of the action block (None: the whole response).
         subgoal_mask, switch_mask: (N, L) bool spans (None: empty).
         value_mask_low/high/term: (N, L) bool positions that receive the returns (None: none).
@@ -151,16 +120,17 @@ def hae_token_outputs(
     unknown -= set(FLOAT_OUTPUTS + MASK_OUTPUTS)
     if unknown:
         raise ValueError(f"outputs: unknown names {sorted(unknown)}; expected from {FLOAT_OUTPUTS + MASK_OUTPUTS}")
-    masks = dict(action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
-                 value_mask_low=value_mask_low, value_mask_high=value_mask_high, value_mask_term=value_mask_term)
+    spans = _spans(spans, dict(action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
+                               value_mask_low=value_mask_low, value_mask_high=value_mask_high,
+                               value_mask_term=value_mask_term))
     if is_cuda_tensor(response_mask):
         from hiper.ops import _cuda
 
         wanted = {name: out.get(name) for name in FLOAT_OUTPUTS + MASK_OUTPUTS if name in out or name in outputs}
-        return _cuda.hae_token_outputs(turns, response_mask, masks, high_on_subgoal=assign_high_to_subgoal,
+        return _cuda.hae_token_outputs(turns, response_mask, spans, high_on_subgoal=assign_high_to_subgoal,
                                        high_on_switch=assign_high_to_switch, term_on_switch=assign_term_to_switch,
                                        wanted=wanted)
-    resp, m = _masks(response_mask, masks)
+    resp, m = _masks(response_mask, spans)
     n = resp.shape[0]
     per_turn = {}
     for name in ("adv_low", "adv_high", "adv_term", "ret_low", "ret_high", "ret_term", "is_boundary"):

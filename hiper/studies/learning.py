@@ -168,13 +168,12 @@ def train_flags(config: BenchConfig, estimator: str, seed: int) -> list[str]:
 
 def train_config(config: BenchConfig, estimator: str, seed: int):
     """The TrainConfig one run will use, resolved for the CPU profile (raises what hiper train would)."""
-    from hiper.cli import build_parser, _train_config
+    from hiper.flags import parse_train_flags
     from hiper.envs.registry import evaluation_specs, game_list
     from hiper.profiles import resolve_sizes
     import torch
 
-    args = build_parser().parse_args(["train", *train_flags(config, estimator, seed)])
-    resolved, _ = resolve_sizes(_train_config(args), torch.device("cpu"))
+    resolved, _ = resolve_sizes(parse_train_flags(train_flags(config, estimator, seed)), torch.device("cpu"))
     game_list(resolved.env, resolved.split, **resolved.game_options())
     evaluation_specs(resolved.env, resolved.eval_split or None, resolved.eval_envs, count_name="eval_episodes",
                      **resolved.game_options())

@@ -31,7 +31,7 @@ ALL = ("hae", "gae", "turn_gae", "grpo", "rloo", "gigpo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hiper.cli import add_boolean_flag
+    from hiper.flags import add_boolean_flag
 
     parser.add_argument("--env", choices=("alfworld", "textworld", "scienceworld"), default="alfworld",
                         help="environment family")
