@@ -5,7 +5,8 @@ over the environment's held-out split (ALFWorld valid_unseen, TextWorld valid, S
 dev; see hiper.envs.registry), so every task type is represented and every call plays the same
 games. It samples with temperature 0.4, as the authors validate, from its own random stream
 (`seed`; the caller's stream is left as it was, so evaluating inside a training run changes
-nothing about the run), and reports the success rate overall and per task type, average turns,
+nothing about the run; but a vLLM engine samples from a stream of its own, which the evaluation
+inside a vLLM run advances), and reports the success rate overall and per task type, average turns,
 switches per episode and the invalid-format rate.
 """
 from __future__ import annotations
@@ -18,15 +19,18 @@ import numpy as np
 def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split: str | None = None,
              max_turns: int = 50, max_new_tokens: int = 512, temperature: float = 0.4, workers: int = 0,
              data: str | None = None, tasks=None, seed: int = 0, progress: bool = False, engine=None,
-             params: str | None = None) -> dict:
+             params: str | None = None, max_prompt_length: int = 2048) -> dict:
     """The report of playing `episodes` held-out games; `progress` shows a bar of the turns on stderr;
-    `engine` samples them (hiper.engines: a name or an engine; None: Hugging Face generate on `model`)."""
+    `engine` samples them (hiper.engines: a name, resolved for `model` by resolve_engine, or an
+    engine; None: Hugging Face generate on `model`); a prompt longer than `max_prompt_length`
+    tokens is an error."""
     from hiper.envs import EnvPool
     from hiper.envs.registry import evaluation_specs, family
     from hiper.rollout import RolloutConfig, RolloutEngine
 
     specs = evaluation_specs(env, split, episodes, max_turns=max_turns, data=data, tasks=tasks, params=params)
-    config = RolloutConfig.for_env(env, max_turns=max_turns, max_new_tokens=max_new_tokens, temperature=temperature)
+    config = RolloutConfig.for_env(env, max_turns=max_turns, max_new_tokens=max_new_tokens,
+                                   max_prompt_length=max_prompt_length, temperature=temperature)
     import torch
 
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []

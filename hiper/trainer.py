@@ -181,8 +181,8 @@ class TrainConfig:
             if choices and value not in choices:
                 raise ValueError(f"{f.name}: expected one of {', '.join(choices)}, got {value!r}")
         _check_ranges(self)
-        if self.engine == "vllm" and self.lora_rank > 0:
-            raise ValueError("engine: vllm does not serve LoRA policies yet (lora_rank > 0); use hf or auto")
+        if self.lora_rank > 0:
+            resolve_engine(self.engine, lora=True)  # refuses vllm, which serves no LoRA adapters yet
         # A step's environments are envs per rank times the ranks torchrun starts (WORLD_SIZE).
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if self.envs is not None and (self.envs * world) % self.group_size:
@@ -309,9 +309,7 @@ class Trainer:
         """hf or vllm: the engine the rollouts use (or will, before the first one builds it)."""
         if self.engine is not None:
             return self.engine.name
-        if self.config.engine == "auto" and self.lora:
-            return "hf"  # vLLM serves no LoRA adapters here yet
-        return resolve_engine(self.config.engine)
+        return resolve_engine(self.config.engine, lora=self.lora)
 
     def _rollout_engine(self):
         """The engine that samples the rollouts (hiper.engines), built on the first one from the
@@ -706,10 +704,14 @@ class Trainer:
                     from hiper.evaluate import evaluate
 
                     self._phase("evaluation")
+                    # Sampled by the rollouts' engine (vLLM's copy of the weights is synced after
+                    # every update), with their prompt limit, which a vLLM engine is sized for.
                     metrics["eval"] = evaluate(self.actor, self.tokenizer, cfg.env, cfg.eval_envs,
                                                cfg.eval_split or None, cfg.max_turns, cfg.max_new_tokens,
                                                data=cfg.data or None, tasks=cfg.task_list(),
-                                               params=cfg.game_params or None, progress=bars)
+                                               params=cfg.game_params or None, progress=bars,
+                                               engine=self._rollout_engine(),
+                                               max_prompt_length=cfg.max_prompt_length)
                 if main:
                     runs.append_metrics(self.run_dir, metrics)
                 history.append(metrics)

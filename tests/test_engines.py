@@ -77,16 +77,56 @@ def test_prompt_longer_than_the_limit_is_refused(tiny):
         make_engine("hf", model, tok, max_model_len=64).generate(PROMPTS, settings(max_prompt_length=3))
 
 
-def test_engine_names(monkeypatch):
+class FakeVLLMEngine:
+    """Stands for hiper.engines.vllm.VLLMEngine, so that a test can see it chosen without vLLM."""
+
+    name = "vllm"
+
+    def __init__(self, model, tokenizer, **options):
+        pass
+
+
+@pytest.fixture
+def vllm_installed(monkeypatch):
+    """`vllm_installed(flag)`: vLLM looks importable, or not, from then on; its engine is the fake."""
     import hiper.engines.vllm as vllm_engine
 
+    monkeypatch.setattr(vllm_engine, "VLLMEngine", FakeVLLMEngine)
+    return lambda flag: monkeypatch.setattr(vllm_engine, "is_available", lambda: flag)
+
+
+def test_engine_names(vllm_installed):
     assert resolve_engine("hf") == "hf" and resolve_engine("vllm") == "vllm"
-    monkeypatch.setattr(vllm_engine, "is_available", lambda: False)
+    vllm_installed(False)
     assert resolve_engine("auto") == "hf"
-    monkeypatch.setattr(vllm_engine, "is_available", lambda: True)
+    vllm_installed(True)
     assert resolve_engine("auto") == "vllm"
     with pytest.raises(ValueError, match="engine: expected one of auto, hf, vllm, got 'sglang'"):
         resolve_engine("sglang")
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_a_lora_policy_goes_to_hf(vllm_installed, installed):
+    vllm_installed(installed)
+    assert resolve_engine("auto", lora=True) == resolve_engine("hf", lora=True) == "hf"
+    with pytest.raises(ValueError, match="engine: vllm does not serve LoRA policies yet"):
+        resolve_engine("vllm", lora=True)
+
+
+def test_train_resolves_auto_by_the_rule(tmp_path, vllm_installed):
+    pytest.importorskip("peft")
+    from hiper.trainer import TrainConfig, Trainer
+
+    for lora_rank in (0, 4):
+        trainer = Trainer(TrainConfig(env="alfworld", split="valid_unseen", data="sample", tiny_model=True,
+                                      model=str(TOKENIZER), envs=1, run_dir=str(tmp_path / f"run{lora_rank}"),
+                                      estimator="rloo", group_size=1, kl_coef=0.0, lora_rank=lora_rank))
+        for installed in (False, True):
+            vllm_installed(installed)
+            expected = "vllm" if installed and not lora_rank else "hf"
+            trainer.engine = None  # none built yet: the next rollout builds one by the rule
+            assert trainer._engine_name() == expected, (lora_rank, installed)
+            assert trainer._rollout_engine().name == expected, (lora_rank, installed)
 
 
 def test_hf_engine_sync_adopts_the_model(tiny):
@@ -195,6 +235,25 @@ def test_trainer_syncs_its_engine_after_every_update(tmp_path):
     final = trainer.actor.state_dict()
     assert all(torch.equal(engine.synced[-1][k], v) for k, v in final.items())
     assert any(not torch.equal(engine.synced[0][k], initial[k]) for k in initial)  # synced after, not before
+
+
+def test_the_evaluation_inside_training_samples_with_the_training_engine(tmp_path, monkeypatch):
+    import hiper.evaluate
+    from hiper.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(env="alfworld", split="valid_unseen", data="sample", tiny_model=True, model=str(TOKENIZER),
+                         envs=1, steps=1, max_turns=1, max_new_tokens=4, micro_batch_size=2, mini_batch_size=4,
+                         run_dir=str(tmp_path / "run"), save_every=0, engine="hf", estimator="rloo", group_size=1,
+                         kl_coef=0.0, eval_every=1, eval_envs=1, max_prompt_length=1500)
+    trainer = Trainer(config)
+    trainer.engine = RecordingEngine(trainer.actor, trainer.tokenizer)
+    calls = []
+    evaluate = hiper.evaluate.evaluate
+    monkeypatch.setattr(hiper.evaluate, "evaluate", lambda *args, **kwargs: calls.append(kwargs) or evaluate(
+        *args, **kwargs))
+    (metrics,) = trainer.train(log=None)
+    assert [(c["engine"], c["max_prompt_length"]) for c in calls] == [(trainer.engine, 1500)]
+    assert metrics["eval"]["episodes"] == 1
 
 
 def test_trainer_engine_setting():
