@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True,
                     help="a run directory (its latest checkpoint), a checkpoint directory, or a model directory")
     _add_game_flags(ev, count_flag="--episodes", count_help="distinct held-out games to play", count=10)
-    # Temperature 0.4: the authors' validation sampling (SPEC §9).
+    # Temperature 0.4: the authors' validation sampling (docs/semantics.md §9).
     _add_play_flags(ev, temperature=0.4, top_p=False,
                     seed_help="random seed of the evaluation's sampling")
     ex = command("export", "write a checkpoint's policy as a plain Hugging Face model (LoRA adapters merged)",

@@ -9,19 +9,19 @@ KEEP_PENALTY_MODES = ("fixed", "normalized")
 
 @dataclass
 class HAEConfig:
-    """Hyperparameters of HAE, with the authors' field names (SPEC §4, §9).
+    """Hyperparameters of HAE, with the authors' field names (docs/semantics.md §4, §9).
 
     gamma, lam_turn, lam_seg: discount, turn-level GAE lambda, segment-level GAE lambda.
-    norm_adv: normalise each advantage over the turns it lands on (SPEC §4.7).
+    norm_adv: normalise each advantage over the turns it lands on (docs/semantics.md §4.7).
     bootstrap_truncated: bootstrap a truncated episode (last turn not done) from its own
-        values instead of zero (SPEC §4.3-§4.5).
+        values instead of zero (docs/semantics.md §4.3-§4.5).
     keep_penalty / keep_penalty_mode: reward added to KEEP turns, "fixed" (every KEEP turn)
         or "normalized" (keep_penalty / T on each KEEP turn of a T-turn trajectory, T > 1).
     invalid_action_penalty_coef: subtracted from the reward of format-invalid turns.
     keep_consistency_penalty / keep_consistency_requires_both: reward added to KEEP turns
         whose subgoal tokens differ from the previous turn's.
     assign_high_to_switch / assign_high_to_subgoal / assign_term_to_switch: which token
-        spans receive the segment-level and termination advantages (SPEC §4.6).
+        spans receive the segment-level and termination advantages (docs/semantics.md §4.6).
     value_key_low / value_key_high / value_key_term: batch keys of the value heads' outputs.
     """
 

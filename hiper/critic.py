@@ -1,4 +1,4 @@
-"""The critic: value heads (low, high, term) on a transformer backbone (SPEC §5).
+"""The critic: value heads (low, high, term) on a transformer backbone (docs/semantics.md §5).
 
 By default a separate model initialised from the actor's checkpoint (as the authors run it);
 with `shared=True` the heads sit on the actor's own backbone (one model in memory, as the

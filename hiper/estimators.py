@@ -1,7 +1,7 @@
 """Advantage estimators the trainer can use, on one packed rollout batch.
 
 `hae` is HiPER's estimator (integrations.verl.compute_hae_advantage, driven by the trainer).
-The flat baselines follow the authors' baselines (SPEC §8), built from hiper.ops.flat:
+The flat baselines follow the authors' baselines (docs/semantics.md §8), built from hiper.ops.flat:
 
     gae        PPO with verl's token-level GAE: every turn's last response token carries the
                turn's score, GAE runs inside each response (no cross-turn bootstrap),
@@ -189,7 +189,7 @@ def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig
 
     spans: the masker's output for batch.responses (with include_tags=True); values:
     (N, L, 3) low / high / term head values. Critic targets are (head, returns, mask, coef),
-    one per head, at the positions its values are read (SPEC §4.2).
+    one per head, at the positions its values are read (docs/semantics.md §4.2).
     """
     from hiper.integrations.hae_view import hae_for_responses
 

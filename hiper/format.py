@@ -10,10 +10,10 @@ KEEP continues the current subgoal (copied verbatim), SWITCH replaces it; runs o
 form the segments that HAE credits at the high level. Two readers of a response exist and
 they differ on malformed output, as in the method's reference implementation:
 
-* the environment side (`parse_turn`, SPEC §2.3) extracts the action to execute, the
+* the environment side (`parse_turn`, docs/semantics.md §2.3) extracts the action to execute, the
   subgoal carried into the next prompt and a format-validity flag (rewarded by the
   invalid-action penalty);
-* the trainer side (`hiper.SpanMasker`, SPEC §2.4) finds the token spans of the blocks and
+* the trainer side (`hiper.SpanMasker`, docs/semantics.md §2.4) finds the token spans of the blocks and
   decides SWITCH/KEEP from the token ids, which is what segments and credit use.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def format_turn(switch: str, subgoal: str, action: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment-side parsing (SPEC §2.3)
+# Environment-side parsing (docs/semantics.md §2.3)
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def parse_turn(response: str, env: str = "alfworld") -> ParsedTurn:
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts (SPEC §2.2)
+# Prompts (docs/semantics.md §2.2)
 # ---------------------------------------------------------------------------------------------
 
 @dataclass

@@ -1,4 +1,4 @@
-"""PPO losses as HiPER trains with them (SPEC §5-§6), with veRL's formulas.
+"""PPO losses as HiPER trains with them (docs/semantics.md §5-§6), with veRL's formulas.
 
     policy:  max(-A r, -A clip(r, 1 - eps, 1 + eps)), and for A < 0 at most -c A (dual clip),
              r = exp(clamp(logp - old_logp, -20, 20))

@@ -1,4 +1,4 @@
-"""Plan-Execute span masks from token ids, in C++ (SPEC §2.4, §4.2).
+"""Plan-Execute span masks from token ids, in C++ (docs/semantics.md §2.4, §4.2).
 
     masker = hiper.SpanMasker(tokenizer)          # once per tokenizer
     m = masker(responses, response_mask)          # (N, L) ids -> masks and switch decisions

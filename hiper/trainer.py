@@ -1,5 +1,5 @@
 """The HiPER training loop: rollout -> span masks -> values and log-probs -> HAE -> critic
-update -> actor update (SPEC §7), on a CPU or a GPU with the same code.
+update -> actor update (docs/semantics.md §7), on a CPU or a GPU with the same code.
 
     trainer = Trainer(TrainConfig(env="alfworld", envs=4, steps=2, max_turns=8))
     trainer.train()            # writes metrics.jsonl and checkpoints under config.run_dir
@@ -54,7 +54,7 @@ def _setting(default, help: str, *, choices: tuple[str, ...] | None = None):
 
 @dataclass
 class TrainConfig:
-    """Every hyperparameter of the authors' ALFWorld run (SPEC §9). The sizes left None
+    """Every hyperparameter of the authors' ALFWorld run (docs/semantics.md §9). The sizes left None
     (envs, max_turns, max_new_tokens, micro_batch_size) come from the profile of the device the
     run trains on (hiper.profiles: small on a CPU, the authors' per-GPU scale on a GPU); the
     Trainer fills them before building anything."""

@@ -149,11 +149,11 @@ void register_cuda_hae_ops(py::module_& m) {
   m.def("cuda_shape_rewards", &shape_rewards_py, py::kw_only(), "layout"_a, "rewards"_a, "is_new_subgoal"_a,
         "is_action_valid"_a, "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a,
         "invalid_action_penalty_coef"_a, "keep_consistency_penalty"_a, "out"_a, "device"_a, "stream"_a,
-        "Enqueue reward shaping (SPEC 4.1) on `stream`.");
+        "Enqueue reward shaping (docs/semantics.md 4.1) on `stream`.");
   m.def("cuda_hae", &hae_py, py::kw_only(), "layout"_a, "rewards"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a,
         "gamma"_a, "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a,
         "ret_high"_a, "adv_term"_a, "ret_term"_a, "device"_a, "stream"_a,
-        "Enqueue the HAE recurrences (SPEC 4.3-4.5) on `stream`.");
+        "Enqueue the HAE recurrences (docs/semantics.md 4.3-4.5) on `stream`.");
   m.def("cuda_hae_pipeline", &hae_pipeline_py, py::kw_only(), "layout"_a, "rewards"_a, "is_new_subgoal"_a,
         "is_action_valid"_a, "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a,
         "invalid_action_penalty_coef"_a, "keep_consistency_penalty"_a, "dones"_a, "v_low"_a, "v_high"_a,
@@ -163,7 +163,7 @@ void register_cuda_hae_ops(py::module_& m) {
         "stream"_a, "Enqueue shaping, HAE and (optionally) normalisation on `stream`.");
   m.def("cuda_subgoal_changed", &subgoal_changed_py, py::kw_only(), "layout"_a, "length"_a, "responses"_a,
         "token_bytes"_a, "subgoal_mask"_a, "response_mask"_a, "requires_both"_a, "out"_a, "device"_a, "stream"_a,
-        "Enqueue the per-turn subgoal-changed flags (SPEC 4.1.3) on `stream`.");
+        "Enqueue the per-turn subgoal-changed flags (docs/semantics.md 4.1.3) on `stream`.");
   m.def("cuda_normalize", &normalize_py, py::kw_only(), "n"_a, "x"_a, "include"_a, "eps"_a, "out"_a, "workspace"_a,
         "workspace_bytes"_a, "device"_a, "stream"_a,
         "Enqueue out = (x - mean) / (std + eps) over the included rows (x where none is) on `stream`.");

@@ -106,7 +106,7 @@ void register_cuda_token_ops(py::module_& m) {
         "advantages_low"_a, "advantages_high"_a, "advantages_term"_a, "returns_low"_a, "returns_high"_a,
         "returns_term"_a, "lo_mask"_a, "hi_mask"_a, "term_mask"_a, "loss_mask"_a, "workspace"_a,
         "workspace_bytes"_a, "device"_a, "stream"_a,
-        "Enqueue the broadcast of per-turn results onto token masks (SPEC 4.6) on `stream`; writes the outputs "
+        "Enqueue the broadcast of per-turn results onto token masks (docs/semantics.md 4.6) on `stream`; writes the outputs "
         "whose pointer is non-zero.");
 }
 

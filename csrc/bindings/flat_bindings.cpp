@@ -1,4 +1,4 @@
-// Bindings of the flat baselines (SPEC §8): turn- and token-level GAE, episode totals,
+// Bindings of the flat baselines (docs/semantics.md §8): turn- and token-level GAE, episode totals,
 // group statistics (GRPO / RLOO / GiGPO) and verl's masked whitening.
 #include <cmath>
 #include <stdexcept>
@@ -148,7 +148,7 @@ py::tuple whiten_py(const py::object& x, const py::object& mask, double eps, con
 void register_flat_ops(py::module_& m) {
   using namespace pybind11::literals;
   m.def("turn_gae", &turn_gae_py, "layout"_a, "rewards"_a, "dones"_a, "values"_a, "gamma"_a, "lam"_a,
-        "bootstrap_truncated"_a, "advantages"_a, "returns"_a, "GAE over the turns of each trajectory (SPEC 8).");
+        "bootstrap_truncated"_a, "advantages"_a, "returns"_a, "GAE over the turns of each trajectory (docs/semantics.md 8).");
   m.def("token_gae", &token_gae_py, "token_rewards"_a, "values"_a, "response_mask"_a, "gamma"_a, "lam"_a,
         "advantages"_a, "returns"_a, "verl's token-level GAE over each response row, masked tokens skipped.");
   m.def("episode_totals", &episode_totals_py, "layout"_a, "rewards"_a, "out"_a,

@@ -204,10 +204,10 @@ void register_hae_ops(py::module_& m) {
   using namespace pybind11::literals;
   m.def("shape_rewards", &shape_rewards_py, "layout"_a, "rewards"_a, "is_new_subgoal"_a, "is_action_valid"_a,
         "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a, "invalid_action_penalty_coef"_a,
-        "keep_consistency_penalty"_a, "out"_a, "Per-turn reward shaping (SPEC 4.1) into `out` (float32, N).");
+        "keep_consistency_penalty"_a, "out"_a, "Per-turn reward shaping (docs/semantics.md 4.1) into `out` (float32, N).");
   m.def("hae", &hae_py, "layout"_a, "rewards"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a,
         "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a,
-        "adv_term"_a, "ret_term"_a, "Per-turn HAE advantages and returns (SPEC 4.3-4.5) into the six (N,) outputs.");
+        "adv_term"_a, "ret_term"_a, "Per-turn HAE advantages and returns (docs/semantics.md 4.3-4.5) into the six (N,) outputs.");
   m.def("hae_pipeline", &hae_pipeline_py, "layout"_a, "rewards"_a, "is_new_subgoal"_a, "is_action_valid"_a,
         "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a, "invalid_action_penalty_coef"_a,
         "keep_consistency_penalty"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a, "lam_turn"_a,
@@ -215,7 +215,7 @@ void register_hae_ops(py::module_& m) {
         "shaped"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a, "adv_term"_a, "ret_term"_a,
         "Shaping, HAE and (optionally) normalisation in one call. Returns ((count, mean, std) for low, high, term).");
   m.def("subgoal_changed", &subgoal_changed_py, "layout"_a, "responses"_a, "subgoal_mask"_a, "response_mask"_a,
-        "requires_both"_a, "out"_a, "Per-turn flag: subgoal token ids differ from the previous turn's (SPEC 4.1.3).");
+        "requires_both"_a, "out"_a, "Per-turn flag: subgoal token ids differ from the previous turn's (docs/semantics.md 4.1.3).");
   m.def("masked_moments", &masked_moments_py, "x"_a, "include"_a,
         "(count, mean, population std) of x over rows where include is set.");
   m.def("normalize", &normalize_py, "x"_a, "include"_a, "mean"_a, "std"_a, "eps"_a, "out"_a,

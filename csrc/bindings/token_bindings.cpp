@@ -149,7 +149,7 @@ void register_token_ops(py::module_& m) {
         "advantages_high"_a = py::none(), "advantages_term"_a = py::none(), "returns_low"_a = py::none(),
         "returns_high"_a = py::none(), "returns_term"_a = py::none(), "lo_mask"_a = py::none(),
         "hi_mask"_a = py::none(), "term_mask"_a = py::none(), "loss_mask"_a = py::none(),
-        "Broadcast per-turn advantages and returns onto token masks (SPEC 4.6); writes only the outputs given.");
+        "Broadcast per-turn advantages and returns onto token masks (docs/semantics.md 4.6); writes only the outputs given.");
 }
 
 }  // namespace hiper::bindings

@@ -1,4 +1,4 @@
-// Advantage normalisation on the device (SPEC §4.7): masked mean and population std in
+// Advantage normalisation on the device (docs/semantics.md §4.7): masked mean and population std in
 // double, two passes as on the CPU (csrc/cpu/normalize.cpp), then the update.
 //
 // Deterministic: each pass sums per-block partials in a fixed tree, then one block sums the

@@ -7,7 +7,7 @@ sample shipped with hiper: one game per task type of the train and valid_unseen 
 how to unpack the full data (`hiper prepare-data ARCHIVE DEST`, which calls
 `prepare_data(archive, dest)`, or ALFWorld's own `alfworld-download`).
 
-Reward: 10 on the step that reaches the goal (`info["won"]`), else 0 (SPEC §2.5). The task type of every game
+Reward: 10 on the step that reaches the goal (`info["won"]`), else 0 (docs/semantics.md §2.5). The task type of every game
 (pick_and_place_simple, look_at_obj_in_light, ...) is read from its folder name, so success
 can be reported per type.
 """
@@ -27,7 +27,7 @@ TASK_TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_
               "pick_and_place_with_movable_recep")
 SAMPLE_ROOT = Path(__file__).parent / "data" / "alfworld_sample"
 _TASK_PREFIX = "Your task is to: "
-WIN_REWARD = 10.0  # the reward of the winning step, as in the HiPER setup (SPEC §2.5)
+WIN_REWARD = 10.0  # the reward of the winning step, as in the HiPER setup (docs/semantics.md §2.5)
 
 
 def _auto_default() -> Path:

@@ -1,7 +1,7 @@
 """Drop-ins for verl / verl-agent style trainers: HAE, span masks and value masks.
 
 `compute_hae_advantage(data, config, action_mask, subgoal_mask, switch_mask)` has the
-signature and semantics of the authors' estimator (SPEC §4; `hiper_hae/core_hae.py` in
+signature and semantics of the authors' estimator (docs/semantics.md §4; `hiper_hae/core_hae.py` in
 their repository) and writes the same keys, but runs in the compiled core: no Python loop
 over trajectories, turns or tokens.
 
@@ -216,7 +216,7 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
 
 
 # ---------------------------------------------------------------------------------------------
-# Span masks and value masks, with the authors' signatures (SPEC §2.4, §4.2)
+# Span masks and value masks, with the authors' signatures (docs/semantics.md §2.4, §4.2)
 # ---------------------------------------------------------------------------------------------
 
 _MASKERS: dict[int, tuple[Any, SpanMasker]] = {}

@@ -1,4 +1,4 @@
-"""Flat advantage estimators: the baselines HiPER is measured against (SPEC §8), on the
+"""Flat advantage estimators: the baselines HiPER is measured against (docs/semantics.md §8), on the
 same per-turn rows and trajectory layout as HAE, backed by the compiled core.
 
     turn_gae            GAE over the turns of each trajectory (the authors' `turn_gae`)

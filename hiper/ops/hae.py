@@ -1,5 +1,5 @@
 """Per-turn Hierarchical Advantage Estimation: reward shaping, HAE recurrences and
-advantage normalisation (SPEC §4.1-§4.5, §4.7).
+advantage normalisation (docs/semantics.md §4.1-§4.5, §4.7).
 
 Every function takes per-turn rows in any order (numpy arrays or torch tensors; one row
 per trajectory turn) and returns results in the caller's framework, row-aligned with the
@@ -36,7 +36,7 @@ def shape_rewards(
     keep_consistency_penalty: float = 0.0,
     out: Any = None,
 ):
-    """Shaped per-turn rewards (SPEC §4.1), (N,) float32.
+    """Shaped per-turn rewards (docs/semantics.md §4.1), (N,) float32.
 
     r = rewards + keep penalty on KEEP turns (is_new_subgoal False; "fixed": keep_penalty
     each, "normalized": keep_penalty / T each in a T > 1 turn trajectory)
@@ -79,7 +79,7 @@ def hae_turns(
     lam_seg: float = 0.95,
     bootstrap_truncated: bool = False,
 ) -> HAETurnOutputs:
-    """HAE recurrences on shaped per-turn rewards (SPEC §4.3-§4.5).
+    """HAE recurrences on shaped per-turn rewards (docs/semantics.md §4.3-§4.5).
 
     Args:
         layout: from `build_layout` over the same rows.
@@ -118,7 +118,7 @@ def hae_turns(
 
 def normalize_advantages(adv: Any, include: Any = None, *, eps: float = 1e-8, out: Any = None):
     """(adv - mean) / (std + eps) on the rows where `include` is set (all rows when None);
-    mean and population std over those rows, each turn counted once (SPEC §4.7). Other rows
+    mean and population std over those rows, each turn counted once (docs/semantics.md §4.7). Other rows
     are returned unchanged, as is everything when no row is included. (N,) float32."""
     if is_cuda_tensor(adv):
         from hiper.ops import _cuda

@@ -1,5 +1,5 @@
 """Token-level ops: per-row summaries of span masks and the broadcast of per-turn HAE
-results onto response tokens (SPEC §4.2, §4.6, §4.8).
+results onto response tokens (docs/semantics.md §4.2, §4.6, §4.8).
 
 (N, L) masks are bool (or uint8) and shared with the core without copies; the float
 outputs are float32. All work is one pass over each row in C++, or on the GPU for CUDA
@@ -96,7 +96,7 @@ def hae_token_outputs(
     outputs: tuple[str, ...] = FLOAT_OUTPUTS + MASK_OUTPUTS,
     out: Mapping[str, Any] | None = None,
 ) -> HAETokenOutputs:
-    """Broadcast per-turn HAE results onto response tokens (SPEC §4.6).
+    """Broadcast per-turn HAE results onto response tokens (docs/semantics.md §4.6).
 
     Args:
         turns: HAETurnOutputs (or anything with adv_low, adv_high, adv_term, ret_low,

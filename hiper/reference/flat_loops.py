@@ -1,4 +1,4 @@
-"""Sequential float64 flat estimators, one trajectory, row and token at a time (SPEC §8).
+"""Sequential float64 flat estimators, one trajectory, row and token at a time (docs/semantics.md §8).
 
 The oracle the compiled flat estimators are tested against, written the way verl and the
 authors' code state them (dictionaries of group scores, per-token reverse loops).

@@ -1,4 +1,4 @@
-"""Sequential float64 HAE, one trajectory and one turn at a time (SPEC §3-§4).
+"""Sequential float64 HAE, one trajectory and one turn at a time (docs/semantics.md §3-§4).
 
 The oracle the compiled core is tested against, and the "Python loops" baseline of the
 benchmark. Readability over speed: every quantity is computed the way the method defines

@@ -72,7 +72,7 @@ def reverse_linear_scan(x: torch.Tensor, coef: torch.Tensor, span: int) -> torch
 
 
 def shape_rewards(lay: TorchLayout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, cfg: HAEConfig):
-    """Shaped rewards in sorted positions (SPEC §4.1)."""
+    """Shaped rewards in sorted positions (docs/semantics.md §4.1)."""
     r = rewards[lay.order].double()
     keep = ~is_new_subgoal[lay.order]
     if cfg.keep_penalty != 0.0:
@@ -91,7 +91,7 @@ def shape_rewards(lay: TorchLayout, rewards, is_new_subgoal, is_action_valid, su
 
 
 def hae_turns(lay: TorchLayout, r, dones, v_low, v_high, v_term, cfg: HAEConfig):
-    """Per-turn (A^L, R^L, A^H, R^H, A^T, G^T) in *row* order, float64 (SPEC §4.3-§4.5)."""
+    """Per-turn (A^L, R^L, A^H, R^H, A^T, G^T) in *row* order, float64 (docs/semantics.md §4.3-§4.5)."""
     g, n, dev = cfg.gamma, r.numel(), r.device
     d = dones[lay.order].double()
     vl, vh = v_low[lay.order].double(), v_high[lay.order].double()

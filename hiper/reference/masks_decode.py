@@ -3,7 +3,7 @@
 Each response is decoded one token at a time (`tokenizer.batch_decode` of single-token
 lists, special tokens kept), the pieces are concatenated with their character offsets, and
 the tags are found with `str.find`; character positions map back to tokens by linear
-scans. This is how the HiPER authors build their masks (SPEC §2.4, §4.2), rewritten here as
+scans. This is how the HiPER authors build their masks (docs/semantics.md §2.4, §4.2), rewritten here as
 the test oracle and the benchmark baseline. It is slow on purpose: one Python-level decode
 per token.
 """

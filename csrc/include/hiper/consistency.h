@@ -1,4 +1,4 @@
-// "Did the subgoal change since the previous turn?" for the keep-consistency penalty (SPEC §4.1.3).
+// "Did the subgoal change since the previous turn?" for the keep-consistency penalty (docs/semantics.md §4.1.3).
 //
 // For the turn at position q >= 1 of a trajectory, compare the token ids under its subgoal
 // mask with those of the turn at q - 1 (masks ANDed with the response mask). With

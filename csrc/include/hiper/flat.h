@@ -1,5 +1,5 @@
 // Flat (non-hierarchical) advantage estimators, the baselines HiPER is compared with
-// (SPEC §8), on the same trajectory layout as HAE:
+// (docs/semantics.md §8), on the same trajectory layout as HAE:
 //
 //   turn-level GAE    one recursion over the turns of a trajectory
 //                       A_t = r_t + g (1-d_t) V_{t+1} - V_t + g lam (1-d_t) A_{t+1},  R_t = A_t + V_t

@@ -1,4 +1,4 @@
-// Hierarchical Advantage Estimation, one trajectory at a time (SPEC §4.3-§4.5).
+// Hierarchical Advantage Estimation, one trajectory at a time (docs/semantics.md §4.3-§4.5).
 //
 // For every segment k = [s_k, e_k] of the trajectory, walking segments backwards:
 //

@@ -9,7 +9,7 @@
 //   traj_seg_offsets[t]    first segment of trajectory t              (size T + 1)
 //
 // A segment is a maximal run of turns that keep the same subgoal: turn 0 of every
-// trajectory and every turn whose switch flag is set start one (SPEC §3).
+// trajectory and every turn whose switch flag is set start one (docs/semantics.md §3).
 #pragma once
 
 #include <vector>

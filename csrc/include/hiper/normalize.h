@@ -1,4 +1,4 @@
-// Advantage normalisation over turns (SPEC §4.7).
+// Advantage normalisation over turns (docs/semantics.md §4.7).
 //
 // Statistics over the rows flagged in `include` (each turn counted once, not per token):
 // mean and population standard deviation; x <- (x - mean) / (std + eps) on those rows.

@@ -1,4 +1,4 @@
-// Per-turn reward shaping for HAE (SPEC §4.1), one trajectory at a time.
+// Per-turn reward shaping for HAE (docs/semantics.md §4.1), one trajectory at a time.
 //
 //   r_t = reward_t
 //       + keep penalty        on KEEP turns (switch flag unset, turn 0 included)

@@ -1,4 +1,4 @@
-// Span masks of the Plan-Execute turn format, computed from token ids (SPEC §2.4, §4.2).
+// Span masks of the Plan-Execute turn format, computed from token ids (docs/semantics.md §2.4, §4.2).
 //
 // A response is `<switch>…</switch><subgoal>…</subgoal><action>…</action>`. For each row the
 // masker concatenates the text of its first `count(response_mask)` tokens, each token

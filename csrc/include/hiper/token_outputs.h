@@ -1,4 +1,4 @@
-// Token-level HAE outputs (SPEC §4.6, §4.8): per-turn scalars broadcast under span masks.
+// Token-level HAE outputs (docs/semantics.md §4.6, §4.8): per-turn scalars broadcast under span masks.
 //
 // For row i and response position j (every mask below is first ANDed with response_mask):
 //   lo   = action_mask                     (whole response when action_mask is null)

@@ -1,12 +1,12 @@
 """The advantage estimators under study, each crediting every decision of every turn.
 
-All are fed the critic's values (exact ones: the assumption under which SPEC §11 claims
+All are fed the critic's values (exact ones: the assumption under which docs/semantics.md §11 claims
 unbiasedness). None normalises its advantages, so that bias and variance are the advantage
 estimator's own: HAE's norm_adv and verl's whitening rescale a batch's advantages by one
 random factor, a step-size effect left out here.
     hae        `hiper.hae_turns` with the released gamma = lam_turn = 1, lam_seg = 0.95
-               (SPEC §9): switch <- A^T, subgoal <- A^H (segment starts), action <- A^L.
-    token_gae  the authors' PPO (SPEC §8): the decisions are the tokens of the turn's
+               (docs/semantics.md §9): switch <- A^T, subgoal <- A^H (segment starts), action <- A^L.
+    token_gae  the authors' PPO (docs/semantics.md §8): the decisions are the tokens of the turn's
                response, its last token scores the episode reward, verl's token GAE with
                gamma = lam = 1 inside the turn, no bootstrap across turns. Each token's value
                is the exact value before it (U, V^H, V^L): the best critic flat PPO can have.
@@ -35,7 +35,7 @@ import hiper
 from hiper.studies.credit.exact import Critic
 from hiper.studies.credit.sampling import Rollout
 
-HAE_LAM_SEG = 0.95  # the released lam_seg; gamma = lam_turn = 1 (SPEC §9)
+HAE_LAM_SEG = 0.95  # the released lam_seg; gamma = lam_turn = 1 (docs/semantics.md §9)
 
 
 class TurnBatch(NamedTuple):

@@ -2,7 +2,7 @@
 
 The state is the total progress s = k * steps + p (subtask k under way, p of its steps
 done). Each turn the policy makes the three decisions of HiPER's Plan-Execute format
-(SPEC §2, §11): a switch decision q ~ pi_sw(. | s, o_prev) (KEEP/SWITCH; turn 0 is always a
+(docs/semantics.md §2, §11): a switch decision q ~ pi_sw(. | s, o_prev) (KEEP/SWITCH; turn 0 is always a
 boundary and makes no switch decision), on SWITCH and on turn 0 a subgoal o ~ pi_sg(. | s)
 (on KEEP o = o_prev), and a primitive action a ~ pi_act(. | s, o). The action advances s by
 one only if the subgoal is the subtask under way, the action is that step's correct one (one
