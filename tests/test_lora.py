@@ -101,12 +101,19 @@ def test_resume_restores_adapters_heads_and_optimisers(tmp_path):
     resumed = lora_trainer(tmp_path)
     resumed.load_checkpoint()
     assert resumed.step == 3
-    for a, b in zip(first.actor_parameters + first.critic.trainable_parameters(),
-                    resumed.actor_parameters + resumed.critic.trainable_parameters()):
+    # zip() stops at the shorter list: the lengths are checked first, or an empty resumed state would pass.
+    saved = first.actor_parameters + first.critic.trainable_parameters()
+    loaded = resumed.actor_parameters + resumed.critic.trainable_parameters()
+    assert len(loaded) == len(saved) > 0
+    for a, b in zip(saved, loaded):
         assert torch.equal(a, b)
-    for opt_a, opt_b in ((first.actor_opt, resumed.actor_opt), (first.critic_opt, resumed.critic_opt)):
+    for name, opt_a, opt_b in (("actor", first.actor_opt, resumed.actor_opt),
+                               ("critic", first.critic_opt, resumed.critic_opt)):
+        saved_states, resumed_states = len(opt_a.state), len(opt_b.state)
+        assert resumed_states == saved_states > 0, f"{name}: {resumed_states} of {saved_states} optimiser states back"
         for a, b in zip(opt_a.state.values(), opt_b.state.values()):
-            assert torch.equal(a["exp_avg"], b["exp_avg"])
+            assert a.keys() == b.keys()
+            assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     with pytest.raises(ValueError, match="lora_rank"):
         lora_trainer(tmp_path, lora_rank=0).load_checkpoint()
 
