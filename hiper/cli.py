@@ -162,13 +162,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = models.load(args.model, device=device)
     print(f"model loaded in {time.perf_counter() - t0:.1f} s")
+    engine = resolve_engine(args.engine, lora=models.is_lora(model))
     config = RolloutConfig.for_env(args.env, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                                    temperature=args.temperature, top_p=args.top_p)
     print(f"playing {len(specs)} {args.env} game(s) on {device}: up to {args.max_turns} turns x "
-          f"{args.max_new_tokens} new tokens each ({origin}), one batched {resolve_engine(args.engine)} generation "
+          f"{args.max_new_tokens} new tokens each ({origin}), one batched {engine} generation "
           "per turn")
     with EnvPool(specs, num_workers=args.workers) as pool:
-        result = RolloutEngine(model, tokenizer, pool, config, progress=args.progress, engine=args.engine).run()
+        result = RolloutEngine(model, tokenizer, pool, config, progress=args.progress, engine=engine).run()
     for e in result.episodes:
         print(f"env {e.env}: {'won ' if e.won else 'lost'} turns={e.turns} switches={e.switches} "
               f"invalid={e.invalid} reward={e.total_reward:g}")
@@ -278,6 +279,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from hiper import models
     from hiper.checkpoint import load_policy, policy_kind
+    from hiper.engines import resolve_engine
     from hiper.envs.registry import evaluation_specs
     from hiper.evaluate import evaluate
     from hiper.profiles import play_sizes
@@ -297,12 +299,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with models.quiet_progress_bars():
         model, tokenizer = load_policy(args.checkpoint, argument="--checkpoint")
     model.to(device)
+    engine = resolve_engine(args.engine, lora=models.is_lora(model))
     # The report is the JSON on stdout; what runs, and the bar, go to stderr.
     print(f"evaluating {args.checkpoint} on {args.episodes} {args.env} game(s) on {device}: up to {args.max_turns} "
-          f"turns x {args.max_new_tokens} new tokens each ({origin})", file=sys.stderr)
+          f"turns x {args.max_new_tokens} new tokens each ({origin}), {engine} generation", file=sys.stderr)
     report = evaluate(model, tokenizer, args.env, args.episodes, args.split, args.max_turns, args.max_new_tokens,
                       workers=args.workers, data=data, tasks=_tasks(args.tasks), params=args.game_params or None,
-                      seed=args.seed, temperature=args.temperature, engine=args.engine,
+                      seed=args.seed, temperature=args.temperature, engine=engine,
                       progress=args.progress)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(report, indent=2))

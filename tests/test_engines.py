@@ -237,6 +237,64 @@ def test_trainer_syncs_its_engine_after_every_update(tmp_path):
     assert any(not torch.equal(engine.synced[0][k], initial[k]) for k in initial)  # synced after, not before
 
 
+class LoadedPolicy:
+    """A loaded policy as far as the commands look at it: with PEFT's LoRA attributes, or without."""
+
+    def __init__(self, lora: bool):
+        if lora:
+            self.peft_config, self.disable_adapter = {}, lambda: None
+
+    def to(self, device):
+        return self
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    return str(tmp_path / "model")
+
+
+@pytest.mark.parametrize("installed", [False, True])
+@pytest.mark.parametrize("lora", [False, True])
+def test_eval_resolves_auto_by_the_rule(model_dir, monkeypatch, vllm_installed, installed, lora):
+    import hiper.checkpoint
+    import hiper.evaluate
+    from hiper.cli import main
+
+    vllm_installed(installed)
+    monkeypatch.setattr(hiper.checkpoint, "load_policy", lambda *args, **kwargs: (LoadedPolicy(lora), None))
+    engines = []
+    monkeypatch.setattr(hiper.evaluate, "evaluate", lambda *args, engine, **kwargs: engines.append(engine) or {})
+    assert main(["eval", "--checkpoint", model_dir, "--data", "sample", "--episodes", "1", "--device", "cpu"]) == 0
+    assert engines == ["vllm" if installed and not lora else "hf"]
+
+
+@pytest.mark.parametrize("installed", [False, True])
+@pytest.mark.parametrize("lora", [False, True])
+def test_rollout_resolves_auto_by_the_rule(model_dir, monkeypatch, vllm_installed, installed, lora):
+    import contextlib
+    from types import SimpleNamespace
+
+    import hiper.envs
+    import hiper.rollout
+    from hiper.cli import main
+
+    vllm_installed(installed)
+    monkeypatch.setattr(models, "load", lambda *args, **kwargs: (LoadedPolicy(lora), None))
+    monkeypatch.setattr(hiper.envs, "EnvPool", lambda *args, **kwargs: contextlib.nullcontext())
+    engines = []
+
+    def played(*args, engine, **kwargs):  # what the command prints of a rollout, of none
+        engines.append(engine)
+        batch = SimpleNamespace(num_rows=0, prompts=torch.zeros(0, 0), responses=torch.zeros(0, 0))
+        return SimpleNamespace(run=lambda: SimpleNamespace(episodes=[], batch=batch, timings={}, success_rate=0.0))
+
+    monkeypatch.setattr(hiper.rollout, "RolloutEngine", played)
+    assert main(["rollout", "--model", model_dir, "--data", "sample", "--envs", "1", "--device", "cpu"]) == 0
+    assert engines == ["vllm" if installed and not lora else "hf"]
+
+
 def test_the_evaluation_inside_training_samples_with_the_training_engine(tmp_path, monkeypatch):
     import hiper.evaluate
     from hiper.trainer import TrainConfig, Trainer
