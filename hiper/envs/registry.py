@@ -30,12 +30,10 @@ import importlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from hiper import files
 from hiper.envs import keychest, twx
 from hiper.envs.spec import EnvSpec
 
@@ -280,10 +278,3 @@ def game_key(spec: EnvSpec) -> str:
     kwargs = {k: v for k, v in spec.kwargs.items() if k != "max_steps"}
     return f"{spec.kind}:{json.dumps(kwargs, sort_keys=True, default=str)}"
 
-
-def cache_file(name: str) -> Path:
-    return files.cache_file(name)
-
-
-def write_json_atomic(path: Path, value) -> None:
-    files.replace_json(path, value)

@@ -29,7 +29,7 @@ def variations(task: str, split: str) -> list[int]:
     import json
     from importlib.metadata import version
 
-    from hiper.files import cache_file, replace_json as write_json_atomic
+    from hiper.files import cache_file, replace_json
 
     if split not in SPLITS:
         raise ValueError(f"split: ScienceWorld has the splits {', '.join(SPLITS)}; got {split!r}")
@@ -37,7 +37,7 @@ def variations(task: str, split: str) -> list[int]:
     table = json.loads(path.read_text()) if path.is_file() else {}
     if task not in table:
         table[task] = _read_variations(task)
-        write_json_atomic(path, table)
+        replace_json(path, table)
     return list(table[task][split])
 
 
