@@ -47,6 +47,7 @@ from hiper.flags import (  # what every command shares (hiper.flags), under the 
     NOT_NEGATIVE as _NOT_NEGATIVE,
     TEMPERATURE as _TEMPERATURE,
     TOP_P as _TOP_P,
+    ExamplesHelpFormatter as _ExamplesHelpFormatter,
     Parser as _Parser,
     add_boolean_flag,
     add_train_flags,
@@ -456,8 +457,24 @@ def _add_play_flags(parser: argparse.ArgumentParser, *, temperature: float, top_
     add_boolean_flag(parser, "--progress", default=True, help="a progress bar of the rollout's turns on stderr")
 
 
+# `hiper --help`'s epilog: README.md's first commands, a warm start and training from it (CPU-sized).
+FIRST_COMMANDS = """\
+first commands (README.md explains them; every command's options: hiper COMMAND --help):
+  hiper hae      # HAE's compiled core against its PyTorch twin: no model, no games
+  # a supervised warm start of a tiny model on keychest, its evaluation, then PPO with HAE from it:
+  hiper sft --env keychest --tiny-model --episodes 200 --steps 80 --batch-size 8 --micro-batch-size 8 \\
+      --lr 5e-3 --schedule constant --out runs/keychest-sft
+  hiper eval --checkpoint runs/keychest-sft --env keychest --episodes 20 --max-turns 4 --max-new-tokens 40
+  hiper train --env keychest --model runs/keychest-sft --steps 4 --envs 8 --max-turns 2 --max-new-tokens 40 \\
+      --run-dir runs/keychest-hae
+  # two steps of the default policy on hiper's packaged ALFWorld games:
+  hiper train --env alfworld --data sample --steps 2 --envs 1 --max-turns 2 --run-dir runs/quick
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.")
+    parser = _Parser(prog="hiper", description="Hierarchical plan-execute RL for LLM agents.", epilog=FIRST_COMMANDS,
+                     formatter_class=_ExamplesHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str, func) -> argparse.ArgumentParser:

@@ -57,7 +57,8 @@ class TrainConfig:
     """Every hyperparameter of the authors' ALFWorld run (docs/semantics.md §9). The sizes left None
     (envs, max_turns, max_new_tokens, micro_batch_size) come from the profile of the device the
     run trains on (hiper.profiles: small on a CPU, the authors' per-GPU scale on a GPU); the
-    Trainer fills them before building anything."""
+    Trainer fills them before building anything. A new field is a new `hiper train` flag: place it
+    in a group of hiper.flags.TRAIN_FLAG_GROUPS (its section of --help)."""
 
     # what to train on
     env: str = _setting("alfworld", "alfworld, textworld, scienceworld, twx (TextWorld-Express), keychest, or "

@@ -446,3 +446,52 @@ def test_the_readme_lists_every_train_flag():
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`--{f.name.replace('_', '-')}`" not in table]
     assert not missing
     assert all(f"`{flag}`" in table for flag in ("--config", "--resume", "--check", "--debug"))
+
+
+def test_every_train_flag_is_in_exactly_one_help_group(monkeypatch):
+    from hiper import flags as hiper_flags
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    grouped = [name for _, names in hiper_flags.TRAIN_FLAG_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(fields)  # none left out, none twice, none that is no field
+    train = dict(commands(build_parser()))["hiper train"]
+    sections = {group.title: {action.dest for action in group._group_actions} for group in train._action_groups}
+    for title, (_, names) in hiper_flags.TRAIN_FLAG_GROUPS.items():
+        assert sections[title] == set(names), title
+    # A field added to TrainConfig and to no group stops the parser's construction, naming it.
+    groups = dict(hiper_flags.TRAIN_FLAG_GROUPS)
+    description, names = groups["run"]
+    groups["run"] = (description, tuple(name for name in names if name != "seed"))
+    monkeypatch.setattr(hiper_flags, "TRAIN_FLAG_GROUPS", groups)
+    with pytest.raises(ValueError, match="no group for the TrainConfig field.s. seed"):
+        build_parser()
+
+
+def test_hiper_help_names_the_first_commands_and_they_parse(capsys):
+    import shlex
+
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    examples = out[out.index("first commands"):]
+    lines = [line.split("#")[0].strip() for line in examples.replace("\\\n", " ").splitlines()]
+    commands_shown = [shlex.split(line) for line in lines if line.startswith("hiper ")]
+    assert [argv[1] for argv in commands_shown] == ["hae", "sft", "eval", "train", "train"]
+    assert "--env keychest --model runs/keychest-sft" in examples  # training from the warm start
+    for argv in commands_shown:
+        build_parser().parse_args(argv[1:])  # no stale flag: argparse would exit
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--lr", "1e-4"], "unrecognized arguments: --lr 1e-4; did you mean --actor-lr, --critic-lr? "
+                                "(see hiper train --help)"),
+    (["train", "--temprature=0.5"], "unrecognized arguments: --temprature=0.5; did you mean --temperature? "
+                                    "(see hiper train --help)"),
+    (["train", "--lr", "1", "--epochs", "2"], "unrecognized arguments: --lr 1 --epochs 2; did you mean --actor-lr, "
+                                              "--critic-lr (for --lr), --ppo-epochs (for --epochs)? "
+                                              "(see hiper train --help)"),
+    (["rollout", "--turns", "3"], "unrecognized arguments: --turns 3; did you mean --max-turns? "
+                                  "(see hiper rollout --help)"),
+    (["train", "--xyz"], "unrecognized arguments: --xyz (see hiper train --help)"),
+])
+def test_an_unknown_flag_is_answered_with_the_closest_ones(argv, line, capsys, no_model):
+    assert run(argv, capsys) == (2, "", f"hiper: error: {line}\n")
