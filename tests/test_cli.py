@@ -40,7 +40,7 @@ def test_hae_on_embedded_batch(capsys):
 # ---------------------------------------------------------------------------- one line, naming the flag
 @pytest.mark.parametrize("argv, code, line", [
     (["train", "--env", "foo"], 1,
-     "hiper: error: --env: expected one of alfworld, textworld, scienceworld, keychest or module:attribute naming a Family; "
+     "hiper: error: --env: expected one of alfworld, textworld, scienceworld, twx, keychest or module:attribute naming a Family; "
      "got 'foo'"),
     (["train", "--keep-penalty-mode", "bogus"], 2,
      "hiper: error: --keep-penalty-mode: invalid choice: 'bogus' (choose from 'fixed', 'normalized') "
@@ -111,7 +111,7 @@ def test_debug_shows_the_traceback(tmp_path):
     (["train", "--env", "textworld", "--split", "valid_unseen"], 1,
      "--split: textworld has the splits train, valid, test; got 'valid_unseen'"),
     (["rollout", "--envs", "0"], 2, "--envs: must be >= 1, got 0 (see hiper rollout --help)"),
-    (["rollout", "--env", "foo"], 2, "--env: expected one of alfworld, textworld, scienceworld, keychest or module:attribute "
+    (["rollout", "--env", "foo"], 2, "--env: expected one of alfworld, textworld, scienceworld, twx, keychest or module:attribute "
                                      "naming a Family; got 'foo' (see hiper rollout --help)"),
     (["eval", "--checkpoint", "run", "--device", "tpu"], 2,
      "--device: expected auto, cpu, cuda or cuda:N, got 'tpu' (see hiper eval --help)"),
@@ -412,7 +412,7 @@ def test_every_flag_has_a_description_and_shows_its_default(monkeypatch):
     assert "--norm-adv [true|false] normalise each advantage over the turns it lands on (default: true)" in text
     assert "--estimator {hae,gae,turn_gae,grpo,rloo,gigpo}" in text
     assert "--keep-penalty-mode {fixed,normalized}" in text and "--gigpo-mode {mean_norm,mean_std_norm}" in text
-    assert "--env ENV alfworld, textworld, scienceworld, keychest, or module:attribute" in text
+    assert "--env ENV alfworld, textworld, scienceworld, twx (TextWorld-Express), keychest, or module:attribute" in text
     rollout = " ".join(parser["hiper rollout"].format_help().split())
     assert "--max-turns MAX_TURNS turns per episode (default: the device profile's, cpu 20 / gpu 50)" in rollout
     assert "--tiny " not in rollout  # the old spelling works, unlisted
@@ -440,9 +440,9 @@ def test_one_vocabulary_across_commands():
     assert read(["rollout", "--progress", "false"]).progress is False and read(["eval", "--checkpoint", "x"]).progress
 
 
-def test_the_readme_lists_every_train_flag():
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("`hiper train` options"):]
+def test_the_training_docs_list_every_train_flag():
+    docs = (REPO / "docs" / "training.md").read_text()
+    table = docs[docs.index("`hiper train` options"):]
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`--{f.name.replace('_', '-')}`" not in table]
     assert not missing
     assert all(f"`{flag}`" in table for flag in ("--config", "--resume", "--check", "--debug"))
