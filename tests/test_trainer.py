@@ -150,3 +150,43 @@ def test_evaluation_games_spread_over_task_types():
     specs = evaluation_specs("alfworld", "valid_unseen", 3, data="sample")
     types = {task_type_of(s.kwargs["game_file"]) for s in specs}
     assert len(types) == 3 and all(str(SAMPLE_ROOT) in s.kwargs["game_file"] for s in specs)
+
+
+def test_value_scale_reads_values_and_fits_targets_in_the_critics_units(tmp_path, monkeypatch):
+    """value_scale s: HAE reads the critic's outputs times s, and the critic regresses onto returns / s
+    (its old values / s for the clip): the same fit as at s = 1 on returns s times smaller."""
+    import hiper.trainer as trainer_module
+
+    seen = {}
+    real_loss = trainer_module.clipped_value_loss
+
+    def recording_loss(values, old_values, returns, mask, clip, token_count=None):
+        seen.setdefault("old", []).append(old_values[mask].detach().clone())
+        seen.setdefault("returns", []).append(returns[mask].detach().clone())
+        return real_loss(values, old_values, returns, mask, clip, token_count=token_count)
+
+    monkeypatch.setattr(trainer_module, "clipped_value_loss", recording_loss)
+    trainer = Trainer(tiny_config(tmp_path, env="keychest", split="train", data="", value_scale=10.0, critic_lr=0.0))
+    with torch.no_grad():  # the heads start at zero: give them outputs a scale can be seen on
+        for parameter in trainer.critic.heads.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.1 + 0.2)
+
+    def advantages(rollout, spans, values):
+        seen["values"] = values.clone()
+        seen["raw"] = trainer._forward_all(rollout.batch, trainer.critic.values, rollout.batch.responses.shape[1])
+        out = Trainer.advantages(trainer, rollout, spans, values)
+        seen["targets"] = [ret[mask] for _, ret, mask, _ in out[2]]
+        return out
+
+    trainer.advantages = advantages
+    trainer.train(log=None)
+    # Same forward twice, scaled by 10: float32 rounding of values of about 1, times 10.
+    assert_close(seen["values"], seen["raw"] * 10.0, atol=1e-5, rtol=1e-6, name="values HAE reads")
+    # The critic's loss saw the targets and old values divided by the scale (3 heads, one epoch).
+    # (sorted: the loss sees them per micro-batch and head, the estimator per head over the batch)
+    assert_close(torch.cat(seen["returns"]).sort().values, (torch.cat(seen["targets"]) / 10.0).sort().values,
+                 atol=0.0, rtol=1e-6, name="critic targets")
+    assert seen["raw"].abs().max() > 0.05
+    # The old values of the clip are the critic's own outputs (values / 10), not the values HAE read.
+    old, raw = torch.cat(seen["old"]), seen["raw"].flatten()
+    assert torch.isclose(old[:, None], raw[None, :], atol=1e-6, rtol=0).any(1).all()

@@ -103,7 +103,7 @@ def batch_gradients(trainer, rollout, estimators, params) -> dict[str, np.ndarra
     cfg, batch = trainer.config, rollout.batch
     R = batch.responses.shape[1]
     spans = trainer.masker(batch.responses, batch.response_mask, include_tags=True)
-    values = trainer._forward_all(batch, lambda ids, am, r: trainer.critic.values(ids, am, r), R)
+    values = trainer.critic_values(batch, R)
     credit = {}
     for name in estimators:
         adv, mask, _ = estimate(name, batch, spans=spans, values=values, masker=trainer.masker,
