@@ -205,3 +205,12 @@ def test_bad_game_params_on_the_command_line_fail_in_one_line(tmp_path):
     done = hiper("train", "--env", "twx", "--game-params", "rooms=x", "--check", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == "hiper: error: --game-params: numLocations must be an integer, got 'x'"
+
+
+def test_missing_java_is_one_clear_error(monkeypatch):
+    import shutil as shutil_module
+
+    monkeypatch.setattr(twx, "_jvm", None)
+    monkeypatch.setattr(shutil_module, "which", lambda name: None)
+    with pytest.raises((FileNotFoundError, ImportError), match="env: twx needs"):
+        twx._new_game_interface()

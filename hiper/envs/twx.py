@@ -111,11 +111,15 @@ def _new_game_interface():
     global _jvm
     with _jvm_lock:
         if _jvm is None:
+            import shutil
+
             try:
                 from textworld_express import TextWorldExpressEnv
             except ImportError as exc:
                 raise ImportError("env: twx needs TextWorld-Express: pip install textworld-express==1.1.0 "
                                   "(and Java 17)") from exc
+            if shutil.which("java") is None:
+                raise FileNotFoundError("env: twx needs Java (17 or newer) on PATH to run TextWorld-Express")
             _jvm = TextWorldExpressEnv()
         return _jvm._gateway.jvm.textworldexpress.runtime.PythonInterface()
 
