@@ -417,7 +417,7 @@ def _described(name: str) -> str:
     """The description of TrainConfig field `name`: a flag meaning the same in another command says the same."""
     import dataclasses
 
-    from hiper.trainer import TrainConfig
+    from hiper.train_config import TrainConfig
 
     return next(f.metadata["help"] for f in dataclasses.fields(TrainConfig) if f.name == name)
 

@@ -119,9 +119,9 @@ def closest_flags(unknown: str, known: list[str], most: int = 5) -> list[str]:
 
 def flag_type(kind: type):
     """argparse's `type=` for a flag holding a `kind` (bool, int, float or str), read the way a
-    --config file's value is (hiper.trainer.parse_value): `--norm-adv no`, `--actor-lr 1e-6`."""
+    --config file's value is (hiper.settings.parse_value): `--norm-adv no`, `--actor-lr 1e-6`."""
     def read(text: str):
-        from hiper.trainer import parse_value
+        from hiper.settings import parse_value
 
         try:
             return parse_value(kind, text)
@@ -222,7 +222,7 @@ def train_flag_groups() -> dict[str, str]:
     group or in two, or a group naming no field, is refused: `hiper train --help` would lose it."""
     import dataclasses
 
-    from hiper.trainer import TrainConfig
+    from hiper.train_config import TrainConfig
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     group_of: dict[str, str] = {}
@@ -246,7 +246,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     file's value stands unless a flag overrides it."""
     import dataclasses
 
-    from hiper.trainer import FIELD_TYPES, TrainConfig
+    from hiper.train_config import FIELD_TYPES, TrainConfig
 
     group_of = train_flag_groups()
     groups = {title: parser.add_argument_group(title, description)
@@ -291,7 +291,7 @@ def train_config(args: argparse.Namespace):
     config refuses is named as the flag that gave it (by `main`), or as its key in the file."""
     import dataclasses
 
-    from hiper.trainer import TrainConfig, config_from_dict
+    from hiper.train_config import TrainConfig, config_from_dict
 
     from_file = read_config_file(args.config) if args.config else {}
     from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)

@@ -1,7 +1,7 @@
 """Machine profiles: the run sizes that fit the device a run trains on.
 
 The sizes that decide how long a step takes — environments per step, turns per episode, new
-tokens per response, rows per forward — default to None in `hiper.trainer.TrainConfig`, meaning
+tokens per response, rows per forward — default to None in `hiper.train_config.TrainConfig`, meaning
 "from the profile of the resolved device". `resolve_sizes` fills them before the Trainer builds
 anything (values given explicitly win), so the resolved config is what the run records.
 

@@ -13,205 +13,35 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import random
 import time
-import typing
-from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
-from hiper import checkpoint, models, runs
-from hiper.config import KEEP_PENALTY_MODES, HAEConfig
+from hiper import checkpoint, models, run_log, runs
 from hiper.critic import Critic
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
-from hiper.engines import ENGINES, make_engine, resolve_engine
-from hiper.estimators import ESTIMATORS, FLAT_REWARDS, GIGPO_MODES, FlatConfig, estimate, needs_critic
+from hiper.engines import make_engine, resolve_engine
+from hiper.estimators import estimate, needs_critic
 from hiper.losses import clipped_value_loss, low_var_kl, masked_mean, ppo_policy_loss
 from hiper.masks import SpanMasker
-from hiper.models import DEFAULT_LORA_TARGETS, quiet_progress_bars
+from hiper.micro_batches import forward_all, micro_batches, widen
+from hiper.models import quiet_progress_bars
 from hiper.policy import response_logprobs
-from hiper.profiles import CPU, GPU, resolve_sizes
-from hiper.progress import StepBar, StepEstimate, TurnProgress, update_passes
-from hiper.envs.registry import evaluation_specs, family, game_list, task_mix, training_specs
-from hiper.rollout import RolloutConfig, RolloutEngine
+from hiper.profiles import resolve_sizes
+from hiper.progress import StepBar, TurnProgress
+from hiper.envs.registry import evaluation_specs, game_list, task_mix, training_specs
+from hiper.rollout import RolloutEngine
+# TrainConfig and its parsing live in hiper.train_config; they are importable from here too, as
+# scripts, tests and the docs have always imported them.
+from hiper.train_config import FIELD_TYPES, PRECISIONS, TrainConfig, config_from_dict, parse_value
 
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def _setting(default, help: str, *, choices: tuple[str, ...] | None = None):
-    """A TrainConfig field with its description (what `hiper train --help` shows) and, where its
-    values are a fixed set, their choices (offered by the flag, checked by the config)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
-@dataclass
-class TrainConfig:
-    """Every hyperparameter of the authors' ALFWorld run (docs/semantics.md §9). The sizes left None
-    (envs, max_turns, max_new_tokens, micro_batch_size) come from the profile of the device the
-    run trains on (hiper.profiles: small on a CPU, the authors' per-GPU scale on a GPU); the
-    Trainer fills them before building anything. A new field is a new `hiper train` flag: place it
-    in a group of hiper.flags.TRAIN_FLAG_GROUPS (its section of --help)."""
-
-    # what to train on
-    env: str = _setting("alfworld", "alfworld, textworld, scienceworld, twx (TextWorld-Express), keychest, or "
-                                    "module:attribute naming a "
-                                    "hiper.envs.Family of your own")
-    model: str | None = _setting(None, "Hugging Face name or path of the policy "
-                                       "(default: SmolLM2-135M-Instruct, offline)")
-    tiny_model: bool = _setting(False, "a tiny random model with --model's tokenizer, for tests and smoke runs")
-    split: str = _setting("train", "split to train on (its games are drawn in a seeded order, reshuffled every epoch)")
-    data: str = _setting("", "ALFWorld data root holding json_2.1.1/, or 'sample' for hiper's 12 packaged games "
-                             "(default: $ALFWORLD_DATA)")
-    tasks: str = _setting("", "comma-separated ALFWorld task types, ScienceWorld tasks or TextWorld-Express games "
-                              "(default: every ALFWorld type; ScienceWorld boil; TextWorld-Express cookingworld)")
-    game_params: str = _setting("", "parameters of generated games as name=value,... (TextWorld-Express: rooms, "
-                                    "ingredients, items, distractors, doors, distance; see hiper.envs.twx)")
-    envs: int | None = _setting(None, "environments per step (and rank) "
-                                      f"(default: the device profile's, cpu {CPU.envs} / gpu {GPU.envs}; authors: 128)")
-    steps: int = _setting(2, "training steps (authors: 150)")
-    max_turns: int | None = _setting(None, "turns per episode (default: the device profile's, "
-                                           f"cpu {CPU.max_turns} / gpu {GPU.max_turns})")
-    max_new_tokens: int | None = _setting(None, "tokens per response (default: the device profile's, "
-                                                f"cpu {CPU.max_new_tokens} / gpu {GPU.max_new_tokens})")
-    max_prompt_length: int = _setting(2048, "tokens per prompt (a longer prompt is an error)")
-    temperature: float = _setting(1.0, "sampling temperature of the rollout; log-probs are scored at it "
-                                       "(0: greedy, scored at 1)")
-    top_p: float = _setting(1.0, "nucleus sampling of the rollout, in (0, 1]")
-    engine: str = _setting("auto", "what samples the rollouts: hf (Hugging Face generate), vllm "
-                                   "(scripts/install_vllm.sh), or auto (vllm when installed, else hf; hf with LoRA)",
-                           choices=ENGINES)
-    history_length: int = _setting(2, "past turns shown in the prompt")
-    # advantage estimator: hae, or a flat baseline
-    estimator: str = _setting("hae", "advantage estimator: hae, or a flat baseline", choices=ESTIMATORS)
-    group_size: int = _setting(1, "rollouts per game in a step, the GRPO / RLOO / GiGPO groups; must divide envs "
-                                  "(authors: 8)")
-    flat_reward: str = _setting("episode", "what scores a turn for the flat baselines: its episode's total reward, "
-                                           "or its own", choices=FLAT_REWARDS)
-    gigpo_gamma: float = _setting(0.95, "GiGPO's discount of the step return, in [0, 1]")
-    gigpo_step_weight: float = _setting(1.0, "GiGPO's weight of the step-group advantage")
-    gigpo_mode: str = _setting("mean_norm", "GiGPO's group normalisation: centre (mean_norm) or z-score "
-                                            "(mean_std_norm)", choices=GIGPO_MODES)
-    # HAE
-    gamma: float = _setting(1.0, "discount, in [0, 1]")
-    lam_turn: float = _setting(1.0, "GAE lambda of the turn level (the flat baselines' lambda), in [0, 1]")
-    lam_seg: float = _setting(0.95, "GAE lambda of the segment level, in [0, 1]")
-    norm_adv: bool = _setting(True, "normalise each advantage over the turns it lands on")
-    bootstrap_truncated: bool = _setting(True, "bootstrap episodes cut by the turn cap from their own values")
-    keep_penalty: float = _setting(-0.3, "reward added to KEEP turns")
-    keep_penalty_mode: str = _setting("normalized", "fixed: keep_penalty on every KEEP turn; normalized: "
-                                                    "keep_penalty / T on each of a T-turn trajectory",
-                                      choices=KEEP_PENALTY_MODES)
-    keep_consistency_penalty: float = _setting(-0.3, "reward added to KEEP turns whose subgoal text changed")
-    invalid_action_penalty_coef: float = _setting(0.1, "subtracted from the reward of format-invalid turns")
-    # optimisation
-    actor_lr: float = _setting(1e-6, "AdamW learning rate of the actor (0 freezes it)")
-    critic_lr: float = _setting(1e-5, "AdamW learning rate of the critic (0 freezes it)")
-    weight_decay: float = _setting(0.01, "AdamW weight decay")
-    freeze_embeddings: bool = _setting(False, "keep the actor's token embeddings (and an output layer tied to them) "
-                                              "fixed in full fine-tuning: Adam moves every row of a large "
-                                              "vocabulary's table on the tiny gradients of the softmax normaliser")
-    grad_clip: float = _setting(1.0, "gradient-norm clip of every optimiser step")
-    ppo_epochs: int = _setting(1, "passes over each step's rollout")
-    mini_batch_size: int = _setting(256, "rows (turns) per optimiser step")
-    micro_batch_size: int | None = _setting(None, "rows per forward pass; gradients accumulate over a mini-batch "
-                                                  f"(default: the device profile's, cpu {CPU.micro_batch_size} / "
-                                                  f"gpu {GPU.micro_batch_size}; authors: 16 per GPU)")
-    gradient_checkpointing: bool = _setting(True, "recompute activations in the backward pass (memory for compute)")
-    clip_ratio: float = _setting(0.2, "PPO clip of the probability ratio")
-    clip_ratio_c: float = _setting(3.0, "dual clip: the bound (> 1) on the loss of negative-advantage tokens")
-    entropy_coeff: float = _setting(0.001, "entropy bonus")
-    kl_coef: float = _setting(0.01, "weight of the low-variance KL to the initial model (0 drops the reference model)")
-    cliprange_value: float = _setting(0.5, "clip of the value update (in the critic's units: see value_scale)")
-    value_scale: float = _setting(1.0, "the critic's heads predict values / value_scale: with the reward of a win "
-                                       "(10 in every built-in family) they learn returns of about 1, in a few updates "
-                                       "instead of dozens (authors: 1)")
-    high_value_coef: float = _setting(1.0, "weight of the high-level (segment) value head's loss")
-    term_value_coef: float = _setting(1.0, "weight of the termination value head's loss")
-    shared_critic: bool = _setting(False, "value heads on the actor's backbone instead of a copy of it (with LoRA: "
-                                          "instead of the critic's own adapters on the actor's base weights)")
-    # LoRA (needs PEFT: pip install 'hiper[lora]') and the precision and size of the update passes
-    lora_rank: int = _setting(0, "rank of the LoRA adapters the actor trains on frozen base weights (0: full "
-                                 "fine-tuning); the reference policy is the base model, adapters off")
-    lora_alpha: float = _setting(16.0, "LoRA scaling numerator: the adapters' update is scaled by alpha / rank")
-    lora_dropout: float = _setting(0.0, "dropout on the LoRA adapters' input, in [0, 1)")
-    lora_targets: str = _setting(DEFAULT_LORA_TARGETS, "comma-separated names of the modules that get adapters "
-                                                       "(default: every attention and MLP projection)")
-    micro_batch_tokens: int = _setting(0, "token budget of a forward pass: rows sorted by length, each trimmed to "
-                                          "its own prompt + response, as many per pass as fit (0: micro_batch_size "
-                                          "rows, padded to the batch's width)")
-    precision: str = _setting("auto", "autocast of the forward passes: bf16, fp32, or auto (bf16 on a GPU that "
-                                      "supports it, else fp32)", choices=PRECISIONS)
-    # bookkeeping
-    seed: int = _setting(0, "random seed of the model's initialisation, the sampling and the game order")
-    run_dir: str = _setting("runs/hiper", "directory of metrics.jsonl, checkpoint/ and the TensorBoard logs")
-    overwrite: bool = _setting(False, "start over in a run_dir that holds a run (else refused unless resuming)")
-    save_every: int = _setting(1, "steps between checkpoints (0: never)")
-    eval_every: int = _setting(0, "steps between evaluations on held-out games (0: never)")
-    eval_envs: int = _setting(10, "distinct held-out games per evaluation")
-    eval_split: str = _setting("", "split of the evaluations (default: the environment's held-out one: alfworld "
-                                   "valid_unseen, textworld valid, scienceworld dev)")
-    device: str = _setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
-    workers: int = _setting(0, "environment worker processes (0: in this process)")
-    progress: bool = _setting(True, "progress bars on stderr, per step and per rollout turn")
-
-    def hae_config(self) -> HAEConfig:
-        return HAEConfig(gamma=self.gamma, lam_turn=self.lam_turn, lam_seg=self.lam_seg, norm_adv=self.norm_adv,
-                         bootstrap_truncated=self.bootstrap_truncated, keep_penalty=self.keep_penalty,
-                         keep_penalty_mode=self.keep_penalty_mode,
-                         invalid_action_penalty_coef=self.invalid_action_penalty_coef,
-                         keep_consistency_penalty=self.keep_consistency_penalty)
-
-    def flat_config(self) -> FlatConfig:
-        return FlatConfig(gamma=self.gamma, lam=self.lam_turn, norm_adv=self.norm_adv,
-                          bootstrap_truncated=self.bootstrap_truncated, reward=self.flat_reward,
-                          invalid_action_penalty_coef=self.invalid_action_penalty_coef, gigpo_gamma=self.gigpo_gamma,
-                          gigpo_step_weight=self.gigpo_step_weight, gigpo_mode=self.gigpo_mode)
-
-    def __post_init__(self):
-        """Checks every field, naming it in the error: its type (TypeError), its choices and range
-        (ValueError), that env names an environment family and group_size divides envs, and, by
-        building them, the estimators' own configurations."""
-        _check_types(self)
-        for f in dataclasses.fields(self):
-            choices, value = f.metadata.get("choices"), getattr(self, f.name)
-            if choices and value not in choices:
-                raise ValueError(f"{f.name}: expected one of {', '.join(choices)}, got {value!r}")
-        _check_ranges(self)
-        if self.lora_rank > 0:
-            resolve_engine(self.engine, lora=True)  # refuses vllm, which serves no LoRA adapters yet
-        # A step's environments are envs per rank times the ranks torchrun starts (WORLD_SIZE).
-        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        if self.envs is not None and (self.envs * world) % self.group_size:
-            ranks = f" x {world} ranks" if world > 1 else ""
-            raise ValueError(f"group_size: must divide the environments of a step ({self.envs}{ranks}), "
-                             f"got {self.group_size}")
-        family(self.env)  # registered, or module:attribute naming a Family (imported here)
-        self.hae_config()  # discount and lambdas in [0, 1], finite penalties
-        self.flat_config()
-
-    def rollout_config(self) -> RolloutConfig:
-        return RolloutConfig.for_env(self.env, max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
-                                     max_prompt_length=self.max_prompt_length, temperature=self.temperature,
-                                     top_p=self.top_p, history_length=self.history_length)
-
-    def task_list(self) -> tuple[str, ...] | None:
-        """`tasks` as a tuple (None: the environment's default set)."""
-        names = tuple(t.strip() for t in self.tasks.split(",") if t.strip())
-        return names or None
-
-    def game_options(self) -> dict:
-        """What selects the games besides env and split (hiper.envs.registry)."""
-        return {"max_turns": self.max_turns, "data": self.data or None, "tasks": self.task_list(),
-                "params": self.game_params or None}
-
+__all__ = ["FIELD_TYPES", "PRECISIONS", "TrainConfig", "Trainer", "config_from_dict", "parse_value"]
 
 class Trainer:
     def __init__(self, config: TrainConfig, model=None, tokenizer=None, reducer: Reducer | None = None):
@@ -338,56 +168,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ micro-batched forwards
     def _micro_batches(self, batch, rows: torch.Tensor, R: int):
-        """The forward passes over `rows` (indices into the batch): (rows of the pass, input_ids,
-        attention_mask, response width r <= R). Without a token budget, micro_batch_size rows
-        padded to the batch's width (r = R). With `micro_batch_tokens`, rows sorted by their own
-        prompt + response length, as many per pass as fit the budget once padded to the pass's
-        longest prompt and response, and trimmed to that: padding only costs compute, so the
-        outputs are the same (`_widen` pads them back to R columns)."""
-        budget = self.config.micro_batch_tokens
-        if budget == 0:
-            for idx in rows.split(self.config.micro_batch_size) if len(rows) else ():
-                yield idx, batch.input_ids[idx], batch.attention_mask[idx], R
-            return
-        mask = batch.attention_mask[rows].bool()
-        prompt_width = mask.shape[1] - R
-        prompts = mask[:, :prompt_width].sum(1)  # left-padded: the last `prompts` columns of the prompt part
-        # Right-padded responses: a row's width is one past its last real token (at least one column).
-        real = mask[:, prompt_width:]
-        responses = torch.where(real.any(1), R - real.flip(1).int().argmax(1), torch.ones_like(prompts))
-        order = torch.argsort(prompts + responses, descending=True, stable=True)
-        rows, prompts, responses = rows[order], prompts[order], responses[order]
-        start = 0
-        while start < len(rows):
-            # Padded cost of the first n rows from `start`: n x (longest prompt + longest response).
-            cost = (torch.arange(1, len(rows) - start + 1) * (prompts[start:].cummax(0).values
-                                                              + responses[start:].cummax(0).values))
-            n = max(1, int((cost <= budget).sum()))  # cost grows with n; a row over budget passes alone
-            idx = rows[start:start + n]
-            p, r = int(prompts[start:start + n].max()), int(responses[start:start + n].max())
-            columns = slice(prompt_width - p, prompt_width + r)
-            yield idx, batch.input_ids[idx, columns], batch.attention_mask[idx, columns], r
-            start += n
+        """The forward passes over `rows` (hiper.micro_batches), cut as the config says now."""
+        return micro_batches(batch, rows, R, rows_per_pass=self.config.micro_batch_size,
+                             token_budget=self.config.micro_batch_tokens)
 
-    @staticmethod
-    def _widen(out: torch.Tensor, R: int) -> torch.Tensor:
-        """(n, r, ...) response-aligned outputs of a trimmed pass as (n, R, ...): zeros past r,
-        where every row's response is padding (masked out of every loss)."""
-        if out.shape[1] == R:
-            return out
-        return torch.nn.functional.pad(out, (0, 0) * (out.dim() - 2) + (0, R - out.shape[1]))
-
-    @torch.no_grad()
     def _forward_all(self, batch, fn, R: int):
         """fn(input_ids, attention_mask, r) -> (n, r, ...) over every row, as (N, R, ...) float32 in row order."""
-        outs, order = [], []
-        for idx, ids, am, r in self._micro_batches(batch, torch.arange(batch.num_rows), R):
-            with self.autocast:
-                outs.append(self._widen(fn(ids.to(self.device), am.to(self.device), r).float().cpu(), R))
-            order.append(idx)
-        out = torch.empty((batch.num_rows,) + outs[0].shape[1:], dtype=outs[0].dtype)
-        out[torch.cat(order)] = torch.cat(outs)
-        return out
+        return forward_all(self._micro_batches(batch, torch.arange(batch.num_rows), R), fn, batch.num_rows, R,
+                           device=self.device, autocast=self.autocast)
 
     def critic_values(self, batch, R: int) -> torch.Tensor:
         """(N, R, 3) the critic's low / high / term values of every row, in the returns' units."""
@@ -545,8 +333,7 @@ class Trainer:
                 # A rank may get an empty mini-batch: no passes, an all-reduce of zero gradients.
                 for idx, ids, am, r in self._micro_batches(batch, rows, R):
                     with self.autocast:
-                        v = self._widen(self.critic.values(ids.to(self.device), am.to(self.device), r).float().cpu(),
-                                        R)
+                        v = widen(self.critic.values(ids.to(self.device), am.to(self.device), r).float().cpu(), R)
                     loss = 0.0
                     for k, (h, ret, mask, coef) in enumerate(targets):
                         # In the critic's own units (values / value_scale), the clip too.
@@ -583,7 +370,7 @@ class Trainer:
                         logp, entropy = response_logprobs(self.actor, ids.to(self.device), am.to(self.device), r,
                                                           with_entropy=True, temperature=cfg.temperature,
                                                           entropy_grad=cfg.entropy_coeff != 0)
-                    logp, entropy = self._widen(logp.float().cpu(), R), self._widen(entropy.float().cpu(), R)
+                    logp, entropy = widen(logp.float().cpu(), R), widen(entropy.float().cpu(), R)
                     pg, pg_stats = ppo_policy_loss(logp, old_logp[idx], advantages[idx], mask, cfg.clip_ratio,
                                                    cfg.clip_ratio_c, token_count=norm)
                     ent = masked_mean(entropy, mask, norm)
@@ -692,16 +479,16 @@ class Trainer:
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         bars = log is not None and cfg.progress
         if bars and log is print:
-            log = _print_above_bars
+            log = run_log.print_above_bars
         if log is not None:
             for line in self.banner(resume):
                 log(line)
         history = []
         # On resume, TensorBoard hides the events logged after the checkpoint (they are logged again).
-        writer = _tensorboard(self.run_dir, purge_step=self.step + 1 if resume else None) if main else None
+        writer = run_log.tensorboard(self.run_dir, purge_step=self.step + 1 if resume else None) if main else None
         self._step_bar = StepBar(cfg.steps, self.step) if bars else None
         self._rollout_bar = bars
-        self._on_rollout_turn = self._estimate_after_first_turn(log) if log is not None else None
+        self._on_rollout_turn = run_log.first_turn_estimate(self, log) if log is not None else None
         try:
             while self.step < cfg.steps:
                 metrics = self.train_step()
@@ -726,7 +513,7 @@ class Trainer:
                     runs.append_metrics(self.run_dir, metrics)
                 history.append(metrics)
                 if writer is not None:
-                    for key, value in _scalars(metrics):
+                    for key, value in run_log.scalars(metrics):
                         writer.add_scalar(key, value, self.step)
                     writer.flush()
                 saved = None
@@ -753,61 +540,8 @@ class Trainer:
         return history
 
     def banner(self, resume: bool = False) -> list[str]:
-        """What train() prints before the first step: the model and where it runs, the sizes and
-        the profile they came from, the games, the run directory."""
-        cfg = self.config
-        parameters = sum(p.numel() for p in self.actor.parameters())
-        name = getattr(self.actor.config, "_name_or_path", "") or type(self.actor).__name__
-        if cfg.tiny_model:
-            name = "a tiny random Llama"
-        elif cfg.model is None and Path(name) == models.cache_dir() / models.DEFAULT_MODEL:
-            name = f"SmolLM2-135M-Instruct (the offline default, {name})"
-        precision = str(next(self.actor.parameters()).dtype).removeprefix("torch.") + " weights"
-        if self.bf16:
-            precision += ", bf16 autocast"
-        if self.lora:
-            trained = sum(p.numel() for p in self.actor_parameters)
-            precision += f", LoRA rank {cfg.lora_rank} ({trained / 1e6:.2f}M trained)"
-        ranks = f" per rank x {self.reducer.world_size} ranks" if self.reducer.world_size > 1 else ""
-        start = f" (resuming after step {self.step})" if resume else ""
-        games = f"{self.split_games:,} games"
-        if cfg.tasks:
-            games += f" of tasks {cfg.tasks}"
-        if cfg.env == "alfworld":
-            from hiper.envs.alfworld import resolve_data
-
-            games += ", hiper's packaged sample" if cfg.data == "sample" else f", data {resolve_data(cfg.data or None)}"
-        return [f"model: {name} ({parameters / 1e6:.1f}M parameters) on {self.device}, {precision}; "
-                f"generation: {_ENGINE_NAMES.get(self._engine_name(), self._engine_name())}",
-                self.sizes.describe(cfg),
-                f"run: {cfg.steps} step(s){start} of {cfg.envs} environments{ranks} x {cfg.max_turns} turns x "
-                f"{cfg.max_new_tokens} new tokens, micro-batches of {cfg.micro_batch_size} rows, "
-                f"estimator {cfg.estimator}",
-                f"games: {cfg.env} split {cfg.split} ({games})",
-                f"run directory: {self.run_dir}"]
-
-    def _estimate_after_first_turn(self, log) -> Callable[[TurnProgress], None]:
-        """A rollout hook that logs, once, after this run's first rollout turn, upper bounds on
-        the time of a step and of the steps left (hiper.progress.StepEstimate)."""
-        cfg = self.config
-        steps_left = cfg.steps - self.step
-        passes = update_passes(critic=self.critic is not None, shared_critic=cfg.shared_critic,
-                               reference=cfg.kl_coef > 0,
-                               gradient_checkpointing=cfg.gradient_checkpointing, ppo_epochs=cfg.ppo_epochs)
-        parameters = sum(p.numel() for p in self.actor.parameters())
-
-        def on_turn(turn: TurnProgress) -> None:
-            if turn.turn != 1 or self._on_rollout_turn is not on_turn:
-                return
-            self._on_rollout_turn = None  # the next steps' rollouts report nothing
-            estimate = StepEstimate.from_first_turn(turn, parameters=parameters, max_new_tokens=cfg.max_new_tokens,
-                                                    max_prompt_length=cfg.max_prompt_length, passes=passes)
-            log(f"first rollout turn: {turn.rows} prompts of <= {turn.prompt_width} tokens read in "
-                f"{turn.prefill_seconds:.1f} s, {turn.new_tokens} new tokens in {turn.generate_seconds:.1f} s "
-                f"({turn.tokens_per_second:.0f} tokens/s)")
-            log(estimate.describe(steps_left))
-
-        return on_turn
+        """What train() prints before the first step (hiper.run_log.banner)."""
+        return run_log.banner(self, resume)
 
     def _claim_run_dir(self) -> None:
         """A new run: refuse a run_dir that holds another run, or clear it with config.overwrite.
@@ -830,167 +564,6 @@ def _uses_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16"
 
 
-# How the banner names the rollout engines of hiper.engines.
-_ENGINE_NAMES = {"hf": "hf generate", "vllm": "vLLM"}
-
 # Per-rank metrics averaged over ranks for the log (each rank has as many environments).
 _RANK_AVERAGED = ("success_rate", "episode_return", "turns", "switches_per_episode", "switch_rate", "invalid_rate",
                   "critic_loss", "pg_loss", "entropy", "kl", "clip_frac")
-
-
-def _scalars(metrics: dict, prefix: str = ""):
-    """Flattened numeric metrics, e.g. ("timings/generate", 3.2), for TensorBoard."""
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            yield from _scalars(value, f"{prefix}{key}/")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            yield prefix + key, float(value)
-
-
-def _tensorboard(directory: Path, purge_step: int | None = None):
-    """A TensorBoard writer in run_dir/tensorboard, when tensorboard is installed; events from
-    purge_step on, written before, are hidden (those of steps after a resumed checkpoint)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(log_dir=str(directory / runs.TENSORBOARD), purge_step=purge_step)
-
-
-def _print_above_bars(message: str) -> None:
-    """print(), for log lines while progress bars are on screen: above the bars, not through them."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(message)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking a configuration, and reading one from a file or a command line
-# ---------------------------------------------------------------------------------------------
-
-# The ranges of the numeric fields; a size left None (the device profile's) is checked once filled.
-_AT_LEAST_ONE = ("envs", "steps", "max_turns", "max_new_tokens", "max_prompt_length", "group_size", "ppo_epochs",
-                 "mini_batch_size", "micro_batch_size", "eval_envs")
-_NOT_NEGATIVE = ("history_length", "temperature", "actor_lr", "critic_lr", "weight_decay", "entropy_coeff", "kl_coef",
-                 "high_value_coef", "term_value_coef", "save_every", "eval_every", "workers", "lora_rank",
-                 "micro_batch_tokens")
-_ABOVE_ZERO = ("grad_clip", "clip_ratio", "cliprange_value", "value_scale", "lora_alpha")
-
-_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def _declared_kinds(cls) -> dict[str, tuple[type, bool]]:
-    """Each field's declared type (bool, int, float or str) and whether the annotation allows None."""
-    kinds = {}
-    for name, hint in typing.get_type_hints(cls).items():
-        args = typing.get_args(hint)
-        kinds[name] = (next((a for a in args if a is not type(None)), hint), type(None) in args)
-    return kinds
-
-
-# TrainConfig field -> (its type: bool, int, float or str; whether it may be None).
-FIELD_TYPES = _declared_kinds(TrainConfig)
-
-
-def parse_value(kind: type, value: Any, *, text: bool = True):
-    """`value` as a `kind` (bool, int, float or str). With `text` (a YAML file, a command line)
-    a value may also come as a string: a bool as true/false, yes/no, on/off or 1/0 (also the
-    numbers 1 and 0), an int as an integral string, a float as a numeric string ("1e-6", which
-    YAML reads as a string). An int is never read from 1.5 or a bool; a float field takes an
-    int. TypeError otherwise, saying what was expected (the caller names the field)."""
-    is_bool = isinstance(value, (bool, np.bool_))
-    if kind is bool:
-        if is_bool:
-            return bool(value)
-        if text and isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        if text and isinstance(value, (int, np.integer)) and value in (0, 1):
-            return bool(value)
-    elif kind is int:
-        if isinstance(value, (int, np.integer)) and not is_bool:
-            return int(value)
-        if text and isinstance(value, str):
-            try:
-                return int(value)  # "1.5" and "two" raise
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, (int, float, np.integer, np.floating)) and not is_bool:
-            return float(value)
-        if text and isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-    raise TypeError(f"expected {_EXPECTED[kind]}, got {value!r}")
-
-
-def _check_types(config: TrainConfig) -> None:
-    """Every field holds its declared type, None only where the field allows it; ints in float
-    fields become floats and numpy scalars Python ones (config.json is JSON)."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        kind, optional = FIELD_TYPES[f.name]
-        if value is None and (optional or f.default is None):
-            continue
-        try:
-            value = parse_value(kind, value, text=False)
-        except TypeError as exc:
-            raise TypeError(f"{f.name}: {exc}") from None
-        if kind is float and not math.isfinite(value):
-            raise ValueError(f"{f.name}: expected a finite number, got {value!r}")
-        setattr(config, f.name, value)
-
-
-def _check_ranges(config: TrainConfig) -> None:
-    def refuse(name: str, rule: str):
-        raise ValueError(f"{name}: must be {rule}, got {getattr(config, name)!r}")
-
-    for names, outside, rule in ((_AT_LEAST_ONE, lambda v: v < 1, ">= 1"), (_NOT_NEGATIVE, lambda v: v < 0, ">= 0"),
-                                 (_ABOVE_ZERO, lambda v: v <= 0, "> 0")):
-        for name in names:
-            if getattr(config, name) is not None and outside(getattr(config, name)):
-                refuse(name, rule)
-    if config.clip_ratio_c <= 1:
-        refuse("clip_ratio_c", "> 1")  # the dual clip bounds the loss at clip_ratio_c x |advantage|
-    if not 0 < config.top_p <= 1:
-        refuse("top_p", "in (0, 1]")
-    if not 0 <= config.lora_dropout < 1:
-        refuse("lora_dropout", "in [0, 1)")
-    if not any(t.strip() for t in config.lora_targets.split(",")):
-        refuse("lora_targets", "comma-separated module names")
-    if not 0 <= config.seed < 2**32:
-        refuse("seed", "in [0, 2**32)")
-
-
-def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
-    """A TrainConfig from a mapping of field names to values, as a YAML file gives them: each value
-    is read as its field's declared type (`parse_value`: "false" is False, "1e-6" a float, null
-    None where the field allows it), then the config checks itself. Unknown keys, and values of
-    the wrong type, are refused naming the key (`config key envs: expected an integer, got 'two'`)."""
-    if not isinstance(values, Mapping):
-        raise TypeError(f"config: expected a mapping of TrainConfig fields, got {type(values).__name__}")
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(str(key) for key in values if key not in defaults)
-    if unknown:
-        import difflib
-
-        near = sorted({m for key in unknown for m in difflib.get_close_matches(key, defaults, n=2)})
-        raise ValueError(f"config: unknown keys {unknown}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
-    parsed = {}
-    for name, value in values.items():
-        kind, optional = FIELD_TYPES[name]
-        if value is None and (optional or defaults[name] is None):
-            parsed[name] = None
-            continue
-        try:
-            parsed[name] = parse_value(kind, value)
-        except TypeError as exc:
-            raise TypeError(f"config key {name}: {exc}") from None
-    return TrainConfig(**parsed)

@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from hiper.files import remove_leftovers, replace_directory
+from hiper.settings import check_types, setting
 from hiper.sft import SCHEDULES, SFTConfig
 
 REPORT = "sft.json"
@@ -47,18 +46,13 @@ DEMOS = "demos.jsonl"
 FORMAT, VERSION = "hiper-sft", 1
 
 
-def _setting(default, help: str, *, choices: tuple[str, ...] | None = None):
-    """A field with its description (what `hiper sft --help` shows) and its choices, if any."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
 def _as_in_training(name: str, *, extra: str = ""):
     """A field meaning what TrainConfig's field `name` means: the same default and description,
     so `hiper sft` and `hiper train` describe a flag in the same words."""
-    from hiper.trainer import TrainConfig
+    from hiper.train_config import TrainConfig
 
     field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return _setting(field.default, field.metadata["help"] + extra, choices=field.metadata.get("choices"))
+    return setting(field.default, field.metadata["help"] + extra, choices=field.metadata.get("choices"))
 
 
 @dataclass
@@ -67,50 +61,50 @@ class WarmStartConfig:
 
     # the demonstrations
     env: str = _as_in_training("env")
-    split: str = _setting("", "split whose games the experts play (default: the environment's training split)")
+    split: str = setting("", "split whose games the experts play (default: the environment's training split)")
     data: str = _as_in_training("data")
     tasks: str = _as_in_training("tasks")
     game_params: str = _as_in_training("game_params")
-    episodes: int = _setting(200, "expert episodes to play, on distinct games while the split has enough")
-    expert_noise: float = _setting(0.0, "probability that a demonstration turn plays a random other admissible "
-                                        "action instead of the expert's (an imperfect teacher), in [0, 1)")
-    keep_lost: bool = _setting(False, "keep the demonstrations of episodes the expert did not win (else dropped)")
-    max_turns: int = _setting(50, "step cap of a demonstration episode")
-    workers: int = _setting(0, "processes playing the experts (0 or 1: in this process)")
+    episodes: int = setting(200, "expert episodes to play, on distinct games while the split has enough")
+    expert_noise: float = setting(0.0, "probability that a demonstration turn plays a random other admissible "
+                                       "action instead of the expert's (an imperfect teacher), in [0, 1)")
+    keep_lost: bool = setting(False, "keep the demonstrations of episodes the expert did not win (else dropped)")
+    max_turns: int = setting(50, "step cap of a demonstration episode")
+    workers: int = setting(0, "processes playing the experts (0 or 1: in this process)")
     history_length: int = _as_in_training("history_length", extra=" (as hiper train will show them)")
     # the model
     model: str | None = _as_in_training("model")
     tiny_model: bool = _as_in_training("tiny_model")
     device: str = _as_in_training("device")
-    lora_rank: int = _setting(0, "rank of LoRA adapters fine-tuned on frozen base weights (0: full fine-tuning); "
-                                 "OUT holds the model with the adapters merged into its weights, so `hiper train "
-                                 "--model OUT` loads it as a plain model (needs PEFT: pip install 'hiper[lora]')")
+    lora_rank: int = setting(0, "rank of LoRA adapters fine-tuned on frozen base weights (0: full fine-tuning); "
+                                "OUT holds the model with the adapters merged into its weights, so `hiper train "
+                                "--model OUT` loads it as a plain model (needs PEFT: pip install 'hiper[lora]')")
     lora_alpha: float = _as_in_training("lora_alpha")
     lora_dropout: float = _as_in_training("lora_dropout")
     lora_targets: str = _as_in_training("lora_targets")
     # the fine-tuning (hiper.sft.SFTConfig)
-    steps: int = _setting(200, "optimiser steps, each on --batch-size pairs drawn from a shuffle renewed every "
-                               "pass over the pairs")
-    batch_size: int = _setting(16, "(prompt, response) pairs, one per demonstration turn, per optimiser step")
-    micro_batch_size: int = _setting(4, "pairs per forward pass; gradients accumulate over a batch")
-    lr: float = _setting(1e-4, "AdamW learning rate (the peak, under --schedule linear)")
-    schedule: str = _setting("linear", "learning rate over the steps: linear decays it to 0, constant keeps it",
-                             choices=SCHEDULES)
-    weight_decay: float = _setting(0.0, "AdamW weight decay")
-    grad_clip: float = _setting(1.0, "gradient-norm clip of every step (0: none)")
-    seed: int = _setting(0, "random seed of the game draw, the expert noise, the tiny model's and the adapters' "
-                            "initialisation and the order of the pairs")
+    steps: int = setting(200, "optimiser steps, each on --batch-size pairs drawn from a shuffle renewed every "
+                              "pass over the pairs")
+    batch_size: int = setting(16, "(prompt, response) pairs, one per demonstration turn, per optimiser step")
+    micro_batch_size: int = setting(4, "pairs per forward pass; gradients accumulate over a batch")
+    lr: float = setting(1e-4, "AdamW learning rate (the peak, under --schedule linear)")
+    schedule: str = setting("linear", "learning rate over the steps: linear decays it to 0, constant keeps it",
+                            choices=SCHEDULES)
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    grad_clip: float = setting(1.0, "gradient-norm clip of every step (0: none)")
+    seed: int = setting(0, "random seed of the game draw, the expert noise, the tiny model's and the adapters' "
+                           "initialisation and the order of the pairs")
     # the output
-    out: str = _setting("runs/sft", "the model directory to write (model, tokenizer, sft.json, demos.jsonl)")
-    overwrite: bool = _setting(False, "replace an --out that holds an earlier hiper sft output")
-    progress: bool = _setting(True, "progress bars on stderr, of the expert episodes and the fine-tuning steps")
+    out: str = setting("runs/sft", "the model directory to write (model, tokenizer, sft.json, demos.jsonl)")
+    overwrite: bool = setting(False, "replace an --out that holds an earlier hiper sft output")
+    progress: bool = setting(True, "progress bars on stderr, of the expert episodes and the fine-tuning steps")
 
     def __post_init__(self):
         """Checks every field, naming it in the error: its type (TypeError), its range and choices
         (ValueError), and that env names an environment family."""
         from hiper.envs.registry import family
 
-        _check_types(self)
+        check_types(self)
         for name in ("episodes", "max_turns"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
@@ -152,26 +146,6 @@ class WarmStartConfig:
         from hiper.rollout import RolloutConfig
 
         return RolloutConfig.for_env(self.env, max_turns=self.max_turns, history_length=self.history_length)
-
-
-def _check_types(config: WarmStartConfig) -> None:
-    """Every field holds its declared type (None only where allowed; an int is a float too)."""
-    for name, hint in typing.get_type_hints(WarmStartConfig).items():
-        kinds = typing.get_args(hint) or (hint,)
-        value = getattr(config, name)
-        if value is None and type(None) in kinds:
-            continue
-        kind = next(k for k in kinds if k is not type(None))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            setattr(config, name, value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"{name}: expected {_KIND_NAMES[kind]}, got {value!r}")
-        if kind is float and not math.isfinite(value):
-            raise ValueError(f"{name}: expected a finite number, got {value!r}")
-
-
-_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 # ---------------------------------------------------------------------------------------------
