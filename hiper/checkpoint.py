@@ -112,6 +112,14 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint: unreadable trainer state in {self.path} "
                                   f"({type(exc).__name__}: {exc})") from exc
 
+    def recorded_config(self) -> dict:
+        """The TrainConfig that wrote this checkpoint, as a dict, read without loading any tensor."""
+        try:
+            return dict(json.loads((self.path / STATE_JSON).read_text(encoding="utf-8"))["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint: unreadable trainer state in {self.path} "
+                                  f"({type(exc).__name__}: {exc})") from exc
+
     def critic_state(self) -> dict[str, torch.Tensor] | None:
         """The critic's tensors; None for a checkpoint of a critic-free estimator."""
         from safetensors import SafetensorError

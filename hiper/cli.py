@@ -53,6 +53,7 @@ from hiper.flags import (  # what every command shares (hiper.flags), under the 
     add_train_flags,
     checked as _checked,
     flag_type as _flag_type,
+    given_train_values as _given_train_values,
     name_flag as _name_flag,
     train_config as _train_config,
 )
@@ -211,12 +212,30 @@ def _check_before_loading(config, resume: bool):
     return resolved, sizes
 
 
+def _resumed_train_config(args: argparse.Namespace, run_dir: str):
+    """The configuration the run in `run_dir` continues with: its checkpoint's, changed only by the
+    flags hiper.resume allows (or, with --override, by any flag given, each change logged)."""
+    from hiper import checkpoint
+    from hiper.resume import resumed_config
+
+    from_file, from_flags = _given_train_values(args)
+    saved = checkpoint.open_checkpoint(run_dir, argument="run_dir").recorded_config()
+    return resumed_config(saved, from_file, from_flags, override=args.override,
+                          log=lambda line: print(line, file=sys.stderr))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from hiper.trainer import Trainer
 
-    config = _train_config(args)
+    if args.override and not args.resume:
+        raise ValueError("override: only a resumed run has a configuration to override; pass it with --resume")
+    config = _train_config(args)  # the values given, checked as a new run's are, naming their flags
+    if args.resume:
+        if config.overwrite:
+            raise ValueError("overwrite: a resumed run continues its run_dir; pass --resume or --overwrite, not both")
+        config = _resumed_train_config(args, config.run_dir)
     resolved, sizes = _check_before_loading(config, args.resume)
     if args.check:
         import yaml

@@ -14,8 +14,8 @@ from pathlib import Path
 
 __all__ = ["COUNT", "NOT_NEGATIVE", "TEMPERATURE", "TOP_P", "TRAIN_FLAG_GROUPS", "ExamplesHelpFormatter",
            "HelpFormatter", "Parser", "add_boolean_flag", "add_config_flags", "add_train_flags", "bounded", "checked",
-           "closest_flags", "flag_type", "name_flag", "parse_train_flags", "read_config_file", "shown",
-           "train_config", "train_flag_groups"]
+           "closest_flags", "flag_type", "given_train_values", "name_flag", "parse_train_flags", "read_config_file",
+           "shown", "train_config", "train_flag_groups"]
 
 
 def shown(value) -> str:
@@ -286,16 +286,24 @@ def read_config_file(path: str) -> dict:
     return values
 
 
-def train_config(args: argparse.Namespace):
-    """The run's TrainConfig: the --config file's keys, overridden by the flags given. A value the
-    config refuses is named as the flag that gave it (by `main`), or as its key in the file."""
+def given_train_values(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The TrainConfig values given explicitly: (the --config file's keys, the flags given)."""
     import dataclasses
 
-    from hiper.train_config import TrainConfig, config_from_dict
+    from hiper.train_config import TrainConfig
 
     from_file = read_config_file(args.config) if args.config else {}
     from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                   if getattr(args, f.name) is not None}
+    return from_file, from_flags
+
+
+def train_config(args: argparse.Namespace):
+    """The run's TrainConfig: the --config file's keys, overridden by the flags given. A value the
+    config refuses is named as the flag that gave it (by `main`), or as its key in the file."""
+    from hiper.train_config import config_from_dict
+
+    from_file, from_flags = given_train_values(args)
     try:
         return config_from_dict({**from_file, **from_flags})
     except (ValueError, TypeError) as exc:
@@ -307,10 +315,17 @@ def train_config(args: argparse.Namespace):
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """`hiper train`'s flags: --config, --resume, --check and one flag per TrainConfig field."""
-    parser.usage = "%(prog)s [--config YAML] [--resume] [--check] [--FIELD VALUE ...] (every TrainConfig field)"
+    parser.usage = ("%(prog)s [--config YAML] [--resume [--override]] [--check] [--FIELD VALUE ...] (every "
+                    "TrainConfig field)")
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file of TrainConfig keys (see configs/); flags override it")
-    add_boolean_flag(parser, "--resume", default=False, help="continue the run in --run-dir from its checkpoint")
+    add_boolean_flag(parser, "--resume", default=False,
+                     help="continue the run in --run-dir from its checkpoint, with the configuration it was started "
+                          "with: a flag that would change it is refused, except those of hiper.resume.RESUMABLE "
+                          "(--steps, the evaluations, checkpoints and bars, --device, --workers, --engine)")
+    add_boolean_flag(parser, "--override", default=False,
+                     help="with --resume: take the flags given even where they change the run's configuration "
+                          "(each change is logged)")
     add_boolean_flag(parser, "--check", default=False,
                      help="check the configuration (flags, --config, device, games, run directory), print it as "
                           "YAML and stop, loading no model")

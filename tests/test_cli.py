@@ -200,7 +200,8 @@ def test_the_run_directory_is_checked_before_any_model_loads(tmp_path, monkeypat
     code, _, err = run([*base, "--resume"], capsys)
     assert code == 1 and err.startswith(f"hiper: error: --run-dir: no checkpoint in {tmp_path / 'run'}")
     # A checkpoint at step 3: --steps 3 (or fewer) has nothing to do; --steps 4 goes on.
-    monkeypatch.setattr(hiper.checkpoint, "open_checkpoint", lambda path, argument: SimpleNamespace(step=3))
+    saved = SimpleNamespace(step=3, recorded_config=lambda: {"data": "sample", "run_dir": str(tmp_path / "run")})
+    monkeypatch.setattr(hiper.checkpoint, "open_checkpoint", lambda path, argument: saved)
     for steps in ("3", "2"):
         code, _, err = run([*base, "--resume", "--steps", steps], capsys)
         assert code == 1 and err == (f"hiper: error: --steps: nothing to do: the checkpoint in {tmp_path / 'run'} "
