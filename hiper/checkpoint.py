@@ -9,6 +9,8 @@ A run directory holds one checkpoint at rest:
         critic.safetensors          the critic (without the backbone when it shares the actor's)
         trainer_state.safetensors   every tensor of the optimiser and RNG states
         trainer_state.json          the rest: step, world size, config, and where each of those tensors goes
+                                    (with LoRA also the base model's record and weights' SHA-256, which
+                                    loading checks: hiper.lora_base)
         MANIFEST.json               written last: the size and SHA-256 of every other file
 
 A save writes the new checkpoint into a temporary `RUN_DIR/.checkpoint-tmp-*`, flushes it to disk,
@@ -79,6 +81,7 @@ class TrainingState:
     config: dict               # the TrainConfig that wrote it, as a dict
     optimizers: dict           # name -> torch optimizer state_dict (or None)
     rng: list                  # capture_rng_state() of every rank, in rank order
+    base: dict | None = None   # a LoRA run's base model (hiper.lora_base.describe_base); None otherwise
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Checkpoint:
             return TrainingState(step=int(document["step"]), world_size=int(document["world_size"]),
                                  config=dict(document["config"]),
                                  optimizers=_from_json(document["optimizers"], tensors),
-                                 rng=list(_from_json(document["rng"], tensors)))
+                                 rng=list(_from_json(document["rng"], tensors)), base=document.get("base"))
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
             raise CheckpointError(f"checkpoint: unreadable trainer state in {self.path} "
                                   f"({type(exc).__name__}: {exc})") from exc
@@ -147,12 +150,14 @@ class Checkpoint:
         except (OSError, SafetensorError) as exc:
             raise CheckpointError(f"checkpoint: unreadable adapters in {self.path / ACTOR} ({exc})") from exc
 
-    def load_actor(self, *, dtype: torch.dtype = torch.float32, with_tokenizer: bool = True):
+    def load_actor(self, *, dtype: torch.dtype = torch.float32, with_tokenizer: bool = True,
+                   argument: str = "checkpoint"):
         """(model, tokenizer) of the policy, from the local files only; the tokenizer is None
         unless `with_tokenizer` (resuming keeps the trainer's own). A LoRA checkpoint gives the
-        base model its run trained (rebuilt from the run's config) with the adapters attached."""
+        base model its run trained (rebuilt from the run's config, refused, naming `argument`, when
+        its weights are not those the checkpoint recorded) with the adapters attached."""
         if self.is_lora:
-            return self._load_lora_actor(dtype=dtype, with_tokenizer=with_tokenizer)
+            return self._load_lora_actor(dtype=dtype, with_tokenizer=with_tokenizer, argument=argument)
         if with_tokenizer:
             return _load_model_dir(self.path / ACTOR, dtype=dtype)
         from transformers import AutoModelForCausalLM
@@ -160,18 +165,23 @@ class Checkpoint:
         return AutoModelForCausalLM.from_pretrained(self.path / ACTOR, dtype=dtype, local_files_only=True), None
 
 
-    def _load_lora_actor(self, *, dtype: torch.dtype, with_tokenizer: bool):
+    def _load_lora_actor(self, *, dtype: torch.dtype, with_tokenizer: bool, argument: str):
         from transformers import AutoTokenizer
 
         from hiper import models
 
-        config = self.training_state().config
+        from hiper.lora_base import check_base, describe_base
+
+        state = self.training_state()
+        config = state.config
         tokenizer = models.prepare_tokenizer(AutoTokenizer.from_pretrained(self.path / ACTOR, local_files_only=True))
-        if config.get("tiny_model"):
+        tiny, seed = bool(config.get("tiny_model")), int(config.get("seed", 0))
+        if tiny:
             # A tiny random base is rebuilt from its seed: the same weights the run started from.
-            base = models.tiny_random_model(tokenizer, seed=int(config.get("seed", 0))).to(dtype)
+            base = models.tiny_random_model(tokenizer, seed=seed).to(dtype)
         else:
             base, _ = models.load(config.get("model"), dtype=dtype, local_files_only=True)
+        check_base(state.base, describe_base(base, tiny_model=tiny, seed=seed), argument=argument)
         return models.load_lora(base, self.path / ACTOR).eval(), tokenizer if with_tokenizer else None
 
 
@@ -226,7 +236,7 @@ def _write_state(directory: Path, state: TrainingState) -> None:
     tensors: dict[str, torch.Tensor] = {}
     document = {"step": state.step, "world_size": state.world_size, "config": state.config,
                 "optimizers": _to_json(state.optimizers, "optimizers", tensors),
-                "rng": _to_json(state.rng, "rng", tensors)}
+                "rng": _to_json(state.rng, "rng", tensors), "base": state.base}
     save_file(tensors, str(directory / STATE_TENSORS))
     (directory / STATE_JSON).write_text(json.dumps(document), encoding="utf-8")
 
@@ -298,7 +308,7 @@ def load_policy(path: str | os.PathLike, *, argument: str = "path", dtype: torch
     Hugging Face model directory; local files only, never the network."""
     path = Path(path)
     if policy_kind(path, argument=argument) == "checkpoint":
-        return open_checkpoint(path, argument=argument).load_actor(dtype=dtype)
+        return open_checkpoint(path, argument=argument).load_actor(dtype=dtype, argument=argument)
     return _load_model_dir(path, dtype=dtype)
 
 
@@ -330,7 +340,7 @@ def export_policy(path: str | os.PathLike, out: str | os.PathLike, *, argument: 
         raise ValueError(f"out: {out} is a file; give a directory (new or empty)")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"out: {out} exists and is not empty")
-    model, tokenizer = open_checkpoint(path, argument=argument).load_actor()
+    model, tokenizer = open_checkpoint(path, argument=argument).load_actor(argument=argument)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)

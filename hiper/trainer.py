@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hiper import checkpoint, models, run_log, runs
+from hiper import checkpoint, lora_base, models, run_log, runs
 from hiper.critic import Critic
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
 from hiper.engines import make_engine, resolve_engine
@@ -80,6 +80,9 @@ class Trainer:
                 model, tokenizer = models.load(cfg.model)
         wants_critic = needs_critic(cfg.estimator)  # critic-free estimators (GRPO, RLOO, GiGPO) build none
         self.lora = cfg.lora_rank > 0
+        # What a LoRA checkpoint records of the base its adapters train on (hiper.lora_base).
+        self.lora_base = (lora_base.describe_base(model, tiny_model=cfg.tiny_model, seed=cfg.seed)
+                          if self.lora else None)
         if self.lora:
             # The actor trains adapters on frozen base weights; a critic of its own (not shared)
             # gets a second adapter set on the same base weights.
@@ -406,7 +409,7 @@ class Trainer:
                       "critic": self.critic_opt.state_dict() if self.critic_opt is not None else None}
         state = checkpoint.TrainingState(step=self.step, world_size=self.reducer.world_size,
                                          config=dataclasses.asdict(self.config), optimizers=optimizers,
-                                         rng=rng_states)
+                                         rng=rng_states, base=self.lora_base)
         saved = checkpoint.save(self.run_dir, actor=self.actor, tokenizer=self.tokenizer, critic_state=critic_state,
                                 state=state)
         self.reducer.barrier()
@@ -441,6 +444,7 @@ class Trainer:
         if self.lora:
             from hiper.models import load_adapter_state
 
+            lora_base.check_base(state.base, self.lora_base, argument="checkpoint")
             load_adapter_state(self.actor, ckpt.adapter_state())
         else:
             actor, _ = ckpt.load_actor(with_tokenizer=False)

@@ -159,7 +159,8 @@ def test_the_base_of_a_lora_checkpoint_is_loaded_from_local_files_only(tmp_path,
     trainer.save_checkpoint()
     ckpt = checkpoint.open_checkpoint(tmp_path / "run")
     monkeypatch.setattr(checkpoint.Checkpoint, "training_state",
-                        lambda self: SimpleNamespace(config={"model": "someone/some-model", "tiny_model": False}))
+                        lambda self: SimpleNamespace(config={"model": "someone/some-model", "tiny_model": False},
+                                                     base=None))
     asked = []
 
     def load(name, **kwargs):
