@@ -107,7 +107,8 @@ class TrainConfig:
     cliprange_value: float = setting(0.5, "clip of the value update (in the critic's units: see value_scale)")
     value_scale: float = setting(1.0, "the critic's heads predict values / value_scale: with the reward of a win "
                                       "(10 in every built-in family) they learn returns of about 1, in a few updates "
-                                      "instead of dozens (authors: 1)")
+                                      "instead of dozens, though on keychest the faster critic made HAE less stable "
+                                      "(docs/learning/stability.md) (authors: 1)")
     high_value_coef: float = setting(1.0, "weight of the high-level (segment) value head's loss")
     term_value_coef: float = setting(1.0, "weight of the termination value head's loss")
     shared_critic: bool = setting(False, "value heads on the actor's backbone instead of a copy of it (with LoRA: "
