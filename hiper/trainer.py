@@ -467,6 +467,7 @@ class Trainer:
         metrics (file and TensorBoard) back to the checkpoint's step."""
         cfg = self.config
         main = self.reducer.rank == 0  # only rank 0 writes files and logs
+        warned_invalid = False
         if resume:
             if cfg.overwrite:
                 raise ValueError("overwrite: a resumed run continues its run_dir; pass --resume or --overwrite, "
@@ -535,6 +536,10 @@ class Trainer:
                         + " ".join(f"{k} {v:.2f}s" for k, v in tm.items())
                         + f" | masks+HAE+pack {100 * metrics['compiled_fraction']:.3f}% of the step"
                         + (f" | ckpt {checkpoint.format_size(saved.size_bytes)}" if saved is not None else ""))
+                    if metrics["invalid_rate"] == 1.0 and not warned_invalid:
+                        # A policy that writes no valid turn gets no reward to learn from: say so once.
+                        warned_invalid = True
+                        log(no_valid_turn_hint(cfg.env))
         finally:
             if self._step_bar is not None:
                 self._step_bar.close()
@@ -556,6 +561,13 @@ class Trainer:
                              "pass --resume to continue it or --overwrite true to start it over")
         if self.reducer.rank == 0 and self.config.overwrite:
             runs.clear_run(self.run_dir)
+
+
+def no_valid_turn_hint(env: str) -> str:
+    """What the log says once when every turn of a step broke the Plan-Execute format."""
+    return (f"note: no turn of this step was a valid <switch>/<subgoal>/<action> reply, so the policy earns "
+            f"nothing to learn from; teach it the format first with a supervised warm start, e.g. "
+            f"`hiper sft --env {env} --out runs/{env}-sft`, then `hiper train --model runs/{env}-sft ...`")
 
 
 def _uses_bf16(precision: str, device: torch.device) -> bool:

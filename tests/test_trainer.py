@@ -190,3 +190,17 @@ def test_value_scale_reads_values_and_fits_targets_in_the_critics_units(tmp_path
     # The old values of the clip are the critic's own outputs (values / 10), not the values HAE read.
     old, raw = torch.cat(seen["old"]), seen["raw"].flatten()
     assert torch.isclose(old[:, None], raw[None, :], atol=1e-6, rtol=0).any(1).all()
+
+
+def test_a_run_that_writes_no_valid_turn_says_so_once_with_the_fix(tmp_path, capsys):
+    """The tiny random model never writes the format: the log says so once, naming hiper sft."""
+    from hiper.trainer import no_valid_turn_hint
+
+    assert main(["train", "--env", "keychest", "--tiny-model", "--model", TOKENIZER, "--envs", "2", "--steps", "2",
+                 "--max-turns", "2", "--max-new-tokens", "6", "--save-every", "0", "--progress", "false", "--engine", "hf",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    steps = [line for line in out.splitlines() if line.startswith("step ")]
+    assert len(steps) == 2 and all("invalid 1.00" in line for line in steps)
+    assert out.count(no_valid_turn_hint("keychest")) == 1
+    assert "hiper sft --env keychest" in no_valid_turn_hint("keychest")
