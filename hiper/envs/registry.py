@@ -68,6 +68,8 @@ class Family:
         list of EnvSpecs, for families that build games on demand.
     prompt: the `hiper.format.build_prompt` role key ("alfworld", "textworld", ...), or None to
         use `role` as the first line of every prompt.
+    takes_params: whether its games are generated from GameOptions.params (else a game_params
+        given is refused, rather than silently ignored).
     """
 
     name: str
@@ -78,6 +80,7 @@ class Family:
     role: str = GENERIC_ROLE
     task_type: Callable[[EnvSpec], str] = field(default=lambda spec: spec.kind)
     report_split: str | None = None  # what `hiper eval` plays by default (None: eval_split)
+    takes_params: bool = False
 
     def __post_init__(self):
         for split in (self.train_split, self.eval_split, self.report_split or self.eval_split):
@@ -88,6 +91,8 @@ class Family:
         """The split's games in a fixed order."""
         if split not in self.splits:
             raise ValueError(f"split: {self.name} has the splits {', '.join(self.splits)}; got {split!r}")
+        if options.params and not self.takes_params:
+            raise ValueError(f"game_params: {self.name} games take no parameters (TextWorld-Express games do)")
         source = self.splits[split]
         specs = list(source(split, options) if callable(source) else source)
         if not specs:
@@ -104,7 +109,6 @@ class Family:
 def _alfworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
     from hiper.envs.alfworld import list_games, resolve_data
 
-    _no_params("ALFWorld", options)
     root = resolve_data(options.data)
     games = list_games(split, root, task_types=options.tasks)
     return [EnvSpec("alfworld", {"game_file": str(g), "max_steps": options.max_turns}) for g in games]
@@ -123,7 +127,6 @@ TEXTWORLD_GAME = {"recipe": 2, "take": 1, "go": 1}
 
 
 def _textworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
-    _no_params("TextWorld cooking", options)
     if options.tasks:
         raise ValueError("tasks: TextWorld cooking games have no task subsets")
     return [EnvSpec("textworld", {"game": {**TEXTWORLD_GAME, "seed": seed}, "max_steps": options.max_turns})
@@ -133,7 +136,6 @@ def _textworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
 def _scienceworld_games(split: str, options: GameOptions) -> list[EnvSpec]:
     from hiper.envs.scienceworld import variations
 
-    _no_params("ScienceWorld", options)
     tasks = options.tasks or ("boil",)
     return [EnvSpec("scienceworld", {"task": task, "variation": v, "max_steps": options.max_turns})
             for task in tasks for v in variations(task, split)]
@@ -144,13 +146,7 @@ def _twx_games(split: str, options: GameOptions) -> list[EnvSpec]:
             for spec in twx.games(split, task, options.params, options.max_turns)]
 
 
-def _no_params(name: str, options: GameOptions) -> None:
-    if options.params:
-        raise ValueError(f"game_params: {name} games take no parameters (TextWorld-Express games do)")
-
-
 def _keychest_games(split: str, options: GameOptions) -> list[EnvSpec]:
-    _no_params("keychest", options)
     if options.tasks:
         raise ValueError("tasks: keychest games have no task subsets")
     return keychest.games(split)
@@ -174,7 +170,7 @@ register(Family("textworld", {s: _textworld_games for s in TEXTWORLD_SEEDS}, eva
 register(Family("scienceworld", {s: _scienceworld_games for s in ("train", "dev", "test")}, eval_split="dev",
                 prompt="scienceworld", task_type=lambda spec: spec.kwargs["task"]))
 register(Family("twx", {s: _twx_games for s in twx.SPLITS}, eval_split="dev", report_split="test", role=twx.ROLE,
-                task_type=lambda spec: spec.kwargs["task"]))
+                task_type=lambda spec: spec.kwargs["task"], takes_params=True))
 register(Family("keychest", {s: _keychest_games for s in ("train", "test")},
                 role=keychest.ROLE, task_type=lambda spec: "keychest"))
 
