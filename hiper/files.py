@@ -128,20 +128,7 @@ def remove_leftovers(path: str | os.PathLike) -> None:
 def replace_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     """Replaces `path` (or creates it) by a file holding `data`: readers, and a crash, see the old
     contents or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = _new_temporary_file(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
+    replace_file(path, lambda tmp: tmp.write_bytes(data), durable=durable)
 
 
 def replace_json(path: str | os.PathLike, value: Any, *, indent: int | None = None, durable: bool = True) -> None:
