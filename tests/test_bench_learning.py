@@ -75,6 +75,10 @@ def test_summary_reports_each_seed_and_pairs_them(tmp_path):
     assert hae["steps_to_threshold"]["per_seed"] == [2, 4]
     low, high = hae["auc"]["ci95"]
     assert low <= hae["auc"]["mean"] <= high
+    # The figure draws the finished runs only, whichever seed is unfinished (here the last one of hae).
+    pytest.importorskip("matplotlib")
+    assert learning.write_summary(config, {"success_rate": 0.0}) == summary
+    assert (tmp_path / "curves.png").stat().st_size > 0
     versus = summary["hae_auc_minus"]["grpo"]
     grpo_auc = [0.25 / 4, 1.5 / 4]  # grpo-0: (0 + 0) / 2 * 2 + (0 + 0.25) / 2 * 2 = 0.25; grpo-1: 0.5 + 1.0 = 1.5
     assert versus["per_seed"] == pytest.approx([0.5 - grpo_auc[0], 0.3125 - grpo_auc[1]])

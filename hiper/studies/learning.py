@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hiper import files
+
 ESTIMATOR_NAMES = ("hae", "grpo", "rloo", "gigpo", "gae", "turn_gae")
 BOOTSTRAP_RESAMPLES = 10_000
 QUICK = {"estimators": "hae,grpo", "seeds": "0,1,2", "steps": 6, "eval_every": 2, "eval_episodes": 16}
@@ -223,28 +225,27 @@ def evaluate_warm_start(config: BenchConfig, log=print) -> dict:
     path = Path(config.out) / "warm_start.json"
     if path.exists():
         return json.loads(path.read_text())
+    from hiper.envs.registry import family
+
     resolved = train_config(config, config.estimators[0], config.seeds[0])
     log(f"evaluating the warm start on {config.eval_episodes} held-out games")
-    code = ("import json, sys, torch\n"
-            "from hiper.checkpoint import load_policy\n"
-            "from hiper.evaluate import evaluate\n"
-            "a = json.loads(sys.argv[1])\n"
-            "model, tok = load_policy(a['model'], argument='warm_start')\n"
-            "r = evaluate(model, tok, a['env'], a['episodes'], a['split'], a['max_turns'], a['max_new_tokens'],\n"
-            "             data=a['data'], tasks=a['tasks'], params=a['params'])\n"
-            "print(json.dumps(r))\n")
-    arguments = {"model": config.warm_start, "env": resolved.env, "episodes": resolved.eval_envs,
-                 "split": resolved.eval_split or None, "max_turns": resolved.max_turns,
-                 "max_new_tokens": resolved.max_new_tokens, "data": resolved.data or None,
-                 "tasks": list(resolved.task_list() or []) or None, "params": resolved.game_params or None}
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(arguments)], capture_output=True, text=True,
+    # `hiper eval` with what the runs' own evaluations use: their split, sizes, engine and device
+    # (its other defaults, temperature 0.4 and seed 0, are the evaluation inside training's too).
+    command = ["eval", "--checkpoint", config.warm_start, "--env", resolved.env,
+               "--split", resolved.eval_split or family(resolved.env).eval_split,
+               "--episodes", str(resolved.eval_envs), "--max-turns", str(resolved.max_turns),
+               "--max-new-tokens", str(resolved.max_new_tokens), "--engine", resolved.engine,
+               "--device", resolved.device, "--progress", "false"]
+    games = (("--data", resolved.data), ("--tasks", resolved.tasks), ("--game-params", resolved.game_params))
+    for flag, value in games:
+        if value:
+            command += [flag, value]
+    done = subprocess.run([sys.executable, "-m", "hiper", *command], capture_output=True, text=True,
                           env=_one_thread_env(), preexec_fn=_child_setup)
     if done.returncode != 0:
         raise RuntimeError(f"warm_start: its evaluation failed:\n{done.stderr[-2000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    from hiper.checkpoint import replace_atomically
-
-    replace_atomically(path, json.dumps(report, indent=1).encode())
+    report = json.loads(done.stdout)
+    files.replace_json(path, report, indent=1)
     return report
 
 
@@ -260,9 +261,7 @@ def _claim_out(config: BenchConfig) -> None:
             changed = sorted(k for k in set(mine) | set(theirs) if json.dumps(mine.get(k)) != json.dumps(theirs.get(k)))
             raise ValueError(f"out: {out} holds another bench (differs in {', '.join(changed)}); use another --out")
     else:
-        from hiper.checkpoint import replace_atomically
-
-        replace_atomically(path, json.dumps(mine, indent=1).encode())
+        files.replace_json(path, mine, indent=1)
 
 
 def run(config: BenchConfig, log=print) -> dict:
@@ -356,6 +355,18 @@ def curve(run_dir: Path, warm_success: float) -> tuple[list[int], list[float]]:
     return steps, success
 
 
+def finished_curves(config: BenchConfig, warm_success: float) -> dict[str, dict[int, tuple[list, list]]]:
+    """estimator -> seed -> (steps, held-out success) of every run that reached config.steps (the
+    others are left out until they do)."""
+    curves = {}
+    for estimator in config.estimators:
+        for seed in config.seeds:
+            steps, success = curve(Path(config.out) / "runs" / config.run_name(estimator, seed), warm_success)
+            if steps[-1] >= config.steps:
+                curves.setdefault(estimator, {})[seed] = (steps, success)
+    return curves
+
+
 def area_under_curve(steps, success) -> float:
     """Trapezoid area of success over steps, divided by the last step: the mean success over training."""
     steps, success = np.asarray(steps, float), np.asarray(success, float)
@@ -364,25 +375,23 @@ def area_under_curve(steps, success) -> float:
     return float(np.sum((success[1:] + success[:-1]) / 2 * np.diff(steps)) / steps[-1])
 
 
-def summarise(config: BenchConfig, warm_success: float) -> dict:
-    """Per estimator, over its finished seeds: final success, AUC and steps to the threshold with
-    intervals; and each estimator's paired AUC difference to HAE."""
+def summarise(config: BenchConfig, warm_success: float, curves: dict | None = None) -> dict:
+    """Per estimator, over its finished seeds (`curves`: finished_curves, read when not given):
+    final success, AUC and steps to the threshold with intervals; and each estimator's paired AUC
+    difference to HAE."""
+    if curves is None:
+        curves = finished_curves(config, warm_success)
     per = {}
     aucs = {}
-    for estimator in config.estimators:
-        finals, areas, reach, seeds = [], [], [], []
-        for seed in config.seeds:
-            run_dir = Path(config.out) / "runs" / config.run_name(estimator, seed)
-            steps, success = curve(run_dir, warm_success)
-            if steps[-1] < config.steps:
-                continue  # not finished: left out of the summary until it is
-            seeds.append(seed)
+    for estimator, by_seed in curves.items():
+        seeds = sorted(by_seed)
+        finals, areas, reach = [], [], []
+        for seed in seeds:
+            steps, success = by_seed[seed]
             finals.append(success[-1])
             areas.append(area_under_curve(steps, success))
             hit = [s for s, v in zip(steps, success) if v >= config.threshold]
             reach.append(hit[0] if hit else config.steps + config.eval_every)
-        if not seeds:
-            continue
         aucs[estimator] = dict(zip(seeds, areas))
         per[estimator] = {"seeds": seeds, "final": _stat(finals), "auc": _stat(areas),
                           "steps_to_threshold": {**_stat(reach),
@@ -403,37 +412,32 @@ def summarise(config: BenchConfig, warm_success: float) -> dict:
 
 
 def write_summary(config: BenchConfig, warm: dict) -> dict:
-    from hiper.checkpoint import replace_atomically
-
-    summary = summarise(config, float(warm["success_rate"]))
-    replace_atomically(Path(config.out) / "summary.json", json.dumps(summary, indent=1).encode())
-    if summary["estimators"]:
+    """summary.json and curves.png from one reading of the finished runs."""
+    curves = finished_curves(config, float(warm["success_rate"]))
+    summary = summarise(config, float(warm["success_rate"]), curves)
+    files.replace_json(Path(config.out) / "summary.json", summary, indent=1)
+    if curves:
         try:
-            plot_curves(config, float(warm["success_rate"]), Path(config.out) / "curves.png")
+            plot_curves(config, curves, Path(config.out) / "curves.png")
         except ImportError:
             pass  # matplotlib absent: the summary stands alone
     return summary
 
 
-def plot_curves(config: BenchConfig, warm_success: float, out: Path) -> Path:
-    """Mean held-out success per estimator against the step, with a 95% bootstrap band over seeds."""
+def plot_curves(config: BenchConfig, curves: dict, out: Path) -> Path:
+    """Mean held-out success per estimator (`curves`: finished_curves) against the step, with a 95%
+    bootstrap band over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for estimator in config.estimators:
-        curves = []
-        for seed in config.seeds:
-            steps, success = curve(Path(config.out) / "runs" / config.run_name(estimator, seed), warm_success)
-            if steps[-1] >= config.steps:
-                curves.append(success)
-        if not curves:
-            continue
-        values = np.asarray(curves)
+    for estimator, by_seed in curves.items():
+        steps = next(iter(by_seed.values()))[0]  # every finished run evaluates at the same steps
+        values = np.asarray([success for _, success in by_seed.values()])
         bands = np.array([bootstrap_interval(values[:, k]) for k in range(values.shape[1])])
-        ax.plot(steps, values.mean(0), marker="o", label=f"{estimator} ({len(curves)} seeds)")
+        ax.plot(steps, values.mean(0), marker="o", label=f"{estimator} ({len(by_seed)} seeds)")
         ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2)
     title = f"{config.env} {config.tasks} {config.game_params}".strip()
     ax.set(xlabel="training step", ylabel="held-out success", title=title, ylim=(-0.02, 1.02))
