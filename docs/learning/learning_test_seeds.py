@@ -27,14 +27,20 @@ from hiper.trainer import Trainer  # noqa: E402
 RUNS = (("hae", "hae", Trainer), ("grpo", "grpo", Trainer), ("control", "hae", recipe.FlippedAdvantages))
 
 
+def warm_start(tokenizer, seed: int):
+    """The test's warm start on `seed` and its held-out success, printed as the seed's first line."""
+    start = time.perf_counter()
+    model, losses = recipe.fine_tuned(tokenizer, seed)
+    warm = recipe.success_rate(model, tokenizer, seed)
+    print(json.dumps({"seed": seed, "run": "warm start", "final_sft_loss": round(losses[-1], 4),
+                      "success": warm, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+    return model, warm
+
+
 def main(seeds: list[int]) -> None:
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     for seed in seeds:
-        start = time.perf_counter()
-        model, losses = recipe.fine_tuned(tokenizer, seed)
-        warm = recipe.success_rate(model, tokenizer, seed)
-        print(json.dumps({"seed": seed, "run": "warm start", "final_sft_loss": round(losses[-1], 4),
-                          "success": warm, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        model, warm = warm_start(tokenizer, seed)
         for name, estimator, trainer in RUNS:
             config = recipe.run_config(estimator, Path("runs/learning-test-seeds") / f"{name}-{seed}", seed)
             run = trainer(config, model=copy.deepcopy(model), tokenizer=tokenizer)

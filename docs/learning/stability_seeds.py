@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 import test_learning as recipe  # noqa: E402  (the test's own settings and warm start)
+from learning_test_seeds import warm_start  # noqa: E402  (beside this script)
 from transformers import AutoTokenizer  # noqa: E402
 
 from hiper.models import prepare_tokenizer  # noqa: E402
@@ -48,11 +49,7 @@ class Watched(Trainer):
 def main(seeds: list[int]) -> None:
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     for seed in seeds:
-        start = time.perf_counter()
-        model, losses = recipe.fine_tuned(tokenizer, seed)
-        warm = recipe.success_rate(model, tokenizer, seed)
-        print(json.dumps({"seed": seed, "run": "warm start", "final_sft_loss": round(losses[-1], 4),
-                          "success": warm, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        model, warm = warm_start(tokenizer, seed)
         for name, estimator, changes in RUNS:
             start = time.perf_counter()
             config = recipe.run_config(estimator, Path("runs/stability-seeds") / f"{name}-{seed}", seed)
