@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hiper.value_norm import ValueNorm
+
 HEADS = ("low", "high", "term")
 
 
@@ -35,19 +37,21 @@ class Critic(nn.Module):
     """values(input_ids, attention_mask, response_width) -> (N, R, heads) float32."""
 
     def __init__(self, backbone: nn.Module, hidden_size: int, num_heads: int = 3, shared: bool = False,
-                 adapter: str | None = None):
+                 adapter: str | None = None, value_scale: float = 1.0, value_norm: bool = False):
         super().__init__()
         if shared and adapter is not None:
             raise ValueError("adapter: a shared critic reads the actor's own hidden states; it has no adapter")
         self.backbone = backbone
         self.heads = ValueHeads(hidden_size, num_heads)
+        # The heads' outputs are in the units of `norm`; values() returns them in the returns' units.
+        self.norm = ValueNorm(num_heads, value_scale, adaptive=value_norm)
         self.shared = shared
         self.adapter = adapter
         self.num_heads = num_heads
 
     @classmethod
     def from_actor(cls, actor: nn.Module, num_heads: int = 3, shared: bool = False,
-                   adapter: str | None = None) -> Critic:
+                   adapter: str | None = None, value_scale: float = 1.0, value_norm: bool = False) -> Critic:
         """A critic for `actor`: a copy of its backbone (default), the backbone itself (`shared`),
         or, for a LoRA actor, the backbone itself with adapter set `adapter` active (its own
         adapters on the actor's frozen base weights: no second copy of the weights)."""
@@ -55,7 +59,7 @@ class Critic(nn.Module):
 
         base = actor.get_decoder() if hasattr(actor, "get_decoder") else actor.model
         backbone = base if shared or adapter is not None else copy.deepcopy(base)
-        return cls(backbone, actor.config.hidden_size, num_heads, shared, adapter)
+        return cls(backbone, actor.config.hidden_size, num_heads, shared, adapter, value_scale, value_norm)
 
     @property
     def owns_backbone(self) -> bool:
@@ -73,10 +77,11 @@ class Critic(nn.Module):
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint holds of the critic: everything it trains (the heads, and its
-        backbone or its adapters), not the actor's weights it reads."""
+        backbone or its adapters) and the statistics of its value normalisation, not the actor's
+        weights it reads."""
         trained = {id(p) for p in self.trainable_parameters()}
         return {k: v.detach().contiguous() for k, v in self.state_dict(keep_vars=True).items()
-                if self.owns_backbone or id(v) in trained}
+                if self.owns_backbone or id(v) in trained or k.startswith("norm.")}
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restores `checkpoint_state()`'s tensors; a tensor missing or unexpected is an error."""
@@ -88,6 +93,10 @@ class Critic(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_width: int) -> torch.Tensor:
+        """(N, R, heads) the values of every response position, in the returns' units."""
+        return self.norm.to_returns(self.head_outputs(input_ids, attention_mask, response_width))
+
+    def head_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_width: int) -> torch.Tensor:
         from hiper.policy import position_ids
 
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask))

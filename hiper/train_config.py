@@ -109,6 +109,11 @@ class TrainConfig:
                                       "(10 in every built-in family) they learn returns of about 1, in a few updates "
                                       "instead of dozens, though on keychest the faster critic made HAE less stable "
                                       "(docs/learning/stability.md) (authors: 1)")
+    value_norm: bool = setting(False, "each value head predicts its targets standardised by their running mean and "
+                                      "spread (hiper.value_norm): the heads read the returns' mean from the first "
+                                      "update on, instead of climbing to it from zero (authors: off)")
+    critic_warmup: int = setting(0, "first training steps that update the critic only, the actor held still "
+                                    "until the critic has seen some returns (verl's critic_warmup)")
     high_value_coef: float = setting(1.0, "weight of the high-level (segment) value head's loss")
     term_value_coef: float = setting(1.0, "weight of the termination value head's loss")
     shared_critic: bool = setting(False, "value heads on the actor's backbone instead of a copy of it (with LoRA: "
@@ -197,8 +202,8 @@ class TrainConfig:
 _AT_LEAST_ONE = ("envs", "steps", "max_turns", "max_new_tokens", "max_prompt_length", "group_size", "ppo_epochs",
                  "mini_batch_size", "micro_batch_size", "eval_envs")
 _NOT_NEGATIVE = ("history_length", "temperature", "actor_lr", "critic_lr", "weight_decay", "entropy_coeff", "kl_coef",
-                 "high_value_coef", "term_value_coef", "save_every", "eval_every", "workers", "lora_rank",
-                 "micro_batch_tokens")
+                 "high_value_coef", "term_value_coef", "critic_warmup", "save_every", "eval_every", "workers",
+                 "lora_rank", "micro_batch_tokens")
 _ABOVE_ZERO = ("grad_clip", "clip_ratio", "cliprange_value", "value_scale", "lora_alpha")
 
 
@@ -225,6 +230,9 @@ def _check_ranges(config: TrainConfig) -> None:
         refuse("lora_targets", "comma-separated module names")
     if not 0 <= config.seed < 2**32:
         refuse("seed", "in [0, 2**32)")
+    if config.value_norm and config.value_scale != 1.0:
+        raise ValueError(f"value_scale: value_norm learns the heads' scale; leave value_scale at 1 "
+                         f"(got {config.value_scale!r})")
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:

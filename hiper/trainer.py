@@ -98,8 +98,9 @@ class Trainer:
         self.critic = None
         if wants_critic:
             critic_adapter = models.CRITIC_ADAPTER if self.lora and not cfg.shared_critic else None
-            self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic,
-                                            adapter=critic_adapter).to(self.device).eval()
+            self.critic = Critic.from_actor(self.actor, shared=cfg.shared_critic, adapter=critic_adapter,
+                                            value_scale=cfg.value_scale, value_norm=cfg.value_norm
+                                            ).to(self.device).eval()
         if self.lora:
             self.actor_parameters = models.adapter_parameters(self.actor)
         else:
@@ -182,12 +183,13 @@ class Trainer:
 
     def critic_values(self, batch, R: int) -> torch.Tensor:
         """(N, R, 3) the critic's low / high / term values of every row, in the returns' units."""
-        return self._forward_all(batch, self.critic.values, R) * self.config.value_scale
+        return self._forward_all(batch, self.critic.values, R)
 
     def _logprobs_and_values(self, ids: torch.Tensor, am: torch.Tensor, r: int, temperature: float) -> torch.Tensor:
-        """(n, r, 1 + heads): the actor's log-probs, then the shared critic's values, from one forward."""
+        """(n, r, 1 + heads): the actor's log-probs, then the shared critic's values (in the returns'
+        units), from one forward."""
         logp, hidden = response_logprobs(self.actor, ids, am, r, temperature=temperature, with_hidden=True)
-        return torch.cat([logp.unsqueeze(-1), self.critic.heads(hidden)], dim=-1)
+        return torch.cat([logp.unsqueeze(-1), self.critic.norm.to_returns(self.critic.heads(hidden))], dim=-1)
 
     # ------------------------------------------------------------------ one training step
     def _phase(self, name: str) -> None:
@@ -227,7 +229,7 @@ class Trainer:
             self._phase("values and log-probs")
             t = time.perf_counter()
             both = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T), R)
-            old_logp, values = both[..., 0], both[..., 1:] * cfg.value_scale
+            old_logp, values = both[..., 0], both[..., 1:]
             timings["values"] = 0.0
         else:
             if self.critic is not None:
@@ -260,13 +262,16 @@ class Trainer:
             critic_stats = self._update_critic(batch, values, critic_targets, R)
             self.critic.eval()
             timings["critic_update"] = time.perf_counter() - t
-        self._phase("actor update")
-        t = time.perf_counter()
-        self.actor.train()
-        actor_stats = self._update_actor(batch, old_logp, ref_logp, advantages, loss_mask, R)
-        self.actor.eval()
-        self.engine.sync_weights(self.actor)  # the next rollout samples from the updated policy
-        timings["actor_update"] = time.perf_counter() - t
+        actor_stats = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)
+        timings["actor_update"] = 0.0
+        if self.step >= cfg.critic_warmup or self.critic is None:
+            self._phase("actor update")
+            t = time.perf_counter()
+            self.actor.train()
+            actor_stats = self._update_actor(batch, old_logp, ref_logp, advantages, loss_mask, R)
+            self.actor.eval()
+            self.engine.sync_weights(self.actor)  # the next rollout samples from the updated policy
+            timings["actor_update"] = time.perf_counter() - t
 
         self.step += 1
         timings["total"] = sum(v for k, v in timings.items() if k != "generate")
@@ -326,6 +331,13 @@ class Trainer:
         cfg = self.config
         if not targets:
             return {"critic_loss": 0.0}
+        norm = self.critic.norm
+        # The clip bounds how far the heads move in this update: its centre is the heads' outputs
+        # before it, in the units they had then. A value normalisation whose statistics move now
+        # shifts every value at once, without a gradient; in the new units the old values would
+        # sit far from the heads and the clip would stop all learning but towards the shift.
+        old_heads = torch.stack([norm.to_heads(old_values[..., h], h) for h in range(old_values.shape[-1])], -1)
+        self._update_value_norm(targets)
         loss_sums = torch.zeros(len(targets), dtype=torch.float64)  # per head: the sum of its targets' losses
         target_counts = torch.zeros(len(targets), dtype=torch.float64)
         for _ in range(cfg.ppo_epochs):
@@ -336,12 +348,13 @@ class Trainer:
                 # A rank may get an empty mini-batch: no passes, an all-reduce of zero gradients.
                 for idx, ids, am, r in self._micro_batches(batch, rows, R):
                     with self.autocast:
-                        v = widen(self.critic.values(ids.to(self.device), am.to(self.device), r).float().cpu(), R)
+                        v = widen(self.critic.head_outputs(ids.to(self.device), am.to(self.device), r).float().cpu(),
+                                  R)
                     loss = 0.0
                     for k, (h, ret, mask, coef) in enumerate(targets):
-                        # In the critic's own units (values / value_scale), the clip too.
-                        head_loss = clipped_value_loss(v[..., h], old_values[idx][..., h] / cfg.value_scale,
-                                                       ret[idx] / cfg.value_scale, mask[idx], cfg.cliprange_value,
+                        # In the heads' own units (hiper.value_norm), the clip too.
+                        head_loss = clipped_value_loss(v[..., h], old_heads[idx][..., h],
+                                                       norm.to_heads(ret[idx], h), mask[idx], cfg.cliprange_value,
                                                        token_count=norms[k])
                         loss = loss + coef * head_loss
                         loss_sums[k] += head_loss.item() * norms[k]
@@ -352,6 +365,19 @@ class Trainer:
                 self.critic_opt.step()
         coefs = torch.tensor([coef for *_, coef in targets], dtype=torch.float64)
         return {"critic_loss": float((coefs * loss_sums / target_counts.clamp_min(1.0)).sum())}
+
+    def _update_value_norm(self, targets) -> None:
+        """value_norm: this step's targets, per head and over every rank, into the running statistics."""
+        norm = self.critic.norm
+        if not norm.adaptive:
+            return
+        means, squares, seen = [0.0] * norm.scale.numel(), [0.0] * norm.scale.numel(), [False] * norm.scale.numel()
+        for h, returns, mask, _ in targets:
+            sums = self.reducer.mean({"n": float(mask.sum()), "sum": float(returns[mask].double().sum()),
+                                      "square": float(returns[mask].double().square().sum())})
+            if sums["n"] > 0:
+                means[h], squares[h], seen[h] = sums["sum"] / sums["n"], sums["square"] / sums["n"], True
+        norm.update(means, squares, seen)
 
     def _update_actor(self, batch, old_logp, ref_logp, advantages, loss_mask, R) -> dict:
         """PPO update: dual-clip surrogate, entropy bonus and k3 KL to the reference, each a

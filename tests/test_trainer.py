@@ -173,7 +173,8 @@ def test_value_scale_reads_values_and_fits_targets_in_the_critics_units(tmp_path
 
     def advantages(rollout, spans, values):
         seen["values"] = values.clone()
-        seen["raw"] = trainer._forward_all(rollout.batch, trainer.critic.values, rollout.batch.responses.shape[1])
+        seen["raw"] = trainer._forward_all(rollout.batch, trainer.critic.head_outputs,
+                                           rollout.batch.responses.shape[1])
         out = Trainer.advantages(trainer, rollout, spans, values)
         seen["targets"] = [ret[mask] for _, ret, mask, _ in out[2]]
         return out

@@ -1,14 +1,18 @@
 """The keychest learning test's recipe on seeds 0-9: does HAE keep its policy where GRPO does?
 
     OMP_NUM_THREADS=1 python docs/learning/stability_seeds.py 0 1 2 3 4 >> docs/learning/stability-seeds.jsonl
+    OMP_NUM_THREADS=1 python docs/learning/stability_seeds.py --runs hae-value-norm,grpo 7 8 9
 
 Each seed: the test's warm start (tests/test_learning.py: a tiny model fine-tuned on a noisy
-expert's keychest demonstrations, seeded), then three runs of its recipe, each evaluated on the
-test's 48 held-out games after every step:
+expert's keychest demonstrations, seeded), then runs of its recipe (by default the first three
+below), each evaluated on the test's 48 held-out games after every step:
 
-    hae               the recipe as the test runs it (value_scale 1: the critic predicts returns as they are)
+    hae                 the recipe as the test runs it (value_scale 1: the critic predicts returns as they are)
     hae-value-scale-10  the same with the critic predicting returns / 10
-    grpo              the flat GRPO baseline (groups of 4), no critic
+    grpo                the flat GRPO baseline (groups of 4), no critic
+    hae-value-norm      HAE with running normalisation of each value head's targets (value_norm)
+    hae-critic-warmup-1 HAE whose first step trains the critic only (critic_warmup 1)
+    hae-value-norm-critic-warmup-1  both
 
 One JSON line per run, with the per-step held-out success and, for HAE, the critic's mean high
 value at segment starts against its target after every step (what lags when the policy is lost).
@@ -31,7 +35,10 @@ from transformers import AutoTokenizer  # noqa: E402
 from hiper.models import prepare_tokenizer  # noqa: E402
 from hiper.trainer import Trainer  # noqa: E402
 
-RUNS = (("hae", "hae", {}), ("hae-value-scale-10", "hae", {"value_scale": 10.0}), ("grpo", "grpo", {}))
+RECIPES = {"hae": ("hae", {}), "hae-value-scale-10": ("hae", {"value_scale": 10.0}), "grpo": ("grpo", {}),
+           "hae-value-norm": ("hae", {"value_norm": True}), "hae-critic-warmup-1": ("hae", {"critic_warmup": 1}),
+           "hae-value-norm-critic-warmup-1": ("hae", {"value_norm": True, "critic_warmup": 1})}
+DEFAULT_RUNS = ("hae", "hae-value-scale-10", "grpo")
 
 
 class Watched(Trainer):
@@ -46,11 +53,12 @@ class Watched(Trainer):
         return advantages, loss_mask, targets
 
 
-def main(seeds: list[int]) -> None:
+def main(seeds: list[int], runs: list[str]) -> None:
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     for seed in seeds:
         model, warm = warm_start(tokenizer, seed)
-        for name, estimator, changes in RUNS:
+        for name in runs:
+            estimator, changes = RECIPES[name]
             start = time.perf_counter()
             config = recipe.run_config(estimator, Path("runs/stability-seeds") / f"{name}-{seed}", seed)
             for key, value in changes.items():
@@ -62,10 +70,17 @@ def main(seeds: list[int]) -> None:
                 curve.append(recipe.success_rate(run.actor, tokenizer, seed))
                 invalid.append(round(metrics["invalid_rate"], 3))
                 high.append(getattr(run, "high", None))
-            print(json.dumps({"seed": seed, "run": name, "value_scale": config.value_scale, "success": curve,
+            print(json.dumps({"seed": seed, "run": name, "changes": changes, "success": curve,
                               "train_invalid_rate": invalid, "high_value_vs_target": high if estimator == "hae" else None,
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or list(range(10)))
+    args = sys.argv[1:]
+    runs = list(DEFAULT_RUNS)
+    if args[:1] == ["--runs"]:
+        runs, args = args[1].split(","), args[2:]
+        unknown = [name for name in runs if name not in RECIPES]
+        if unknown:
+            sys.exit(f"--runs: unknown {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    main([int(a) for a in args] or list(range(10)), runs)
