@@ -37,15 +37,14 @@ def hae(layout: Layout, rewards: np.ndarray, dones: np.ndarray, v_low: np.ndarra
         v_term: np.ndarray | None, gamma: float, lam_turn: float, lam_seg: float, bootstrap_truncated: bool,
         adv_low: np.ndarray, ret_low: np.ndarray, adv_high: np.ndarray, ret_high: np.ndarray,
         adv_term: np.ndarray, ret_term: np.ndarray) -> None: ...
-def hae_pipeline(layout: Layout, rewards: np.ndarray, is_new_subgoal: np.ndarray | None,
-                 is_action_valid: np.ndarray | None, subgoal_changed: np.ndarray | None, keep_penalty: float,
-                 keep_penalty_mode: str, invalid_action_penalty_coef: float, keep_consistency_penalty: float,
-                 dones: np.ndarray, v_low: np.ndarray, v_high: np.ndarray, v_term: np.ndarray | None, gamma: float,
-                 lam_turn: float, lam_seg: float, bootstrap_truncated: bool, normalize: bool,
-                 credited_low: np.ndarray | None, credited_high: np.ndarray | None,
-                 credited_term: np.ndarray | None, shaped: np.ndarray, adv_low: np.ndarray, ret_low: np.ndarray,
-                 adv_high: np.ndarray, ret_high: np.ndarray, adv_term: np.ndarray,
-                 ret_term: np.ndarray) -> tuple[tuple[int, float, float], ...]: ...
+# `config`: a hiper.HAEConfig (or an object with its attributes), whose scalars the binding reads
+# in one place (csrc/bindings/params.h, read_hae_config), for the host and the CUDA pipeline alike.
+def hae_pipeline(*, layout: Layout, config: Any, rewards: np.ndarray, is_new_subgoal: np.ndarray | None,
+                 is_action_valid: np.ndarray | None, subgoal_changed: np.ndarray | None, dones: np.ndarray,
+                 v_low: np.ndarray, v_high: np.ndarray, v_term: np.ndarray | None, credited_low: np.ndarray | None,
+                 credited_high: np.ndarray | None, credited_term: np.ndarray | None, shaped: np.ndarray,
+                 adv_low: np.ndarray, ret_low: np.ndarray, adv_high: np.ndarray, ret_high: np.ndarray,
+                 adv_term: np.ndarray, ret_term: np.ndarray) -> tuple[tuple[int, float, float], ...]: ...
 def subgoal_changed(layout: Layout, responses: np.ndarray, subgoal_mask: np.ndarray, response_mask: np.ndarray,
                     requires_both: bool, out: np.ndarray) -> None: ...
 def masked_moments(x: np.ndarray, include: np.ndarray | None) -> tuple[int, float, float]: ...
@@ -92,14 +91,11 @@ def cuda_shape_rewards(*, layout: LayoutHandle, rewards: int, is_new_subgoal: in
 def cuda_hae(*, layout: LayoutHandle, rewards: int, dones: int, v_low: int, v_high: int, v_term: int, gamma: float,
              lam_turn: float, lam_seg: float, bootstrap_truncated: bool, adv_low: int, ret_low: int, adv_high: int,
              ret_high: int, adv_term: int, ret_term: int, device: int, stream: int) -> None: ...
-def cuda_hae_pipeline(*, layout: LayoutHandle, rewards: int, is_new_subgoal: int, is_action_valid: int,
-                      subgoal_changed: int, keep_penalty: float, keep_penalty_mode: str,
-                      invalid_action_penalty_coef: float, keep_consistency_penalty: float, dones: int, v_low: int,
-                      v_high: int, v_term: int, gamma: float, lam_turn: float, lam_seg: float,
-                      bootstrap_truncated: bool, normalize: bool, credited_low: int, credited_high: int,
-                      credited_term: int, shaped: int, adv_low: int, ret_low: int, adv_high: int, ret_high: int,
-                      adv_term: int, ret_term: int, workspace: int, workspace_bytes: int, device: int,
-                      stream: int) -> None: ...
+def cuda_hae_pipeline(*, layout: LayoutHandle, config: Any, rewards: int, is_new_subgoal: int, is_action_valid: int,
+                      subgoal_changed: int, dones: int, v_low: int, v_high: int, v_term: int, credited_low: int,
+                      credited_high: int, credited_term: int, shaped: int, adv_low: int, ret_low: int,
+                      adv_high: int, ret_high: int, adv_term: int, ret_term: int, workspace: int,
+                      workspace_bytes: int, device: int, stream: int) -> None: ...
 def cuda_subgoal_changed(*, layout: LayoutHandle, length: int, responses: int, token_bytes: int, subgoal_mask: int,
                          response_mask: int, requires_both: bool, out: int, device: int, stream: int) -> None: ...
 def cuda_normalize(*, n: int, x: int, include: int, eps: float, out: int, workspace: int, workspace_bytes: int,

@@ -1,6 +1,6 @@
 """Advantage estimators the trainer can use, on one packed rollout batch.
 
-`hae` is HiPER's estimator (integrations.verl.compute_hae_advantage, driven by the trainer).
+`hae` is HiPER's estimator (hiper.hae_pipeline, on the device of the batch's tensors).
 The flat baselines follow the authors' baselines (docs/semantics.md §8), built from hiper.ops.flat:
 
     gae        PPO with verl's token-level GAE: every turn's last response token carries the
@@ -31,6 +31,7 @@ import torch
 
 from hiper.config import HAEConfig
 from hiper.distributed import LOCAL, Reducer
+from hiper.hae_pipeline import hae_for_responses
 from hiper.ops.flat import (
     broadcast_to_tokens,
     episode_returns,
@@ -134,7 +135,7 @@ def flat_advantages(estimator: str, layout: TrajectoryLayout, *, rewards: Any, d
     """
     check_estimator(estimator)
     if estimator == "hae":
-        raise ValueError("estimator: 'hae' is computed by hiper.integrations.verl.compute_hae_advantage")
+        raise ValueError("estimator: 'hae' is computed by hae_advantages (hiper.hae_pipeline)")
     cfg = config or FlatConfig()
     resp = response_mask.bool()
     scores = turn_scores(layout, rewards, is_action_valid, cfg)
@@ -189,10 +190,9 @@ def hae_advantages(batch, spans, values: torch.Tensor, masker, config: HAEConfig
 
     spans: the masker's output for batch.responses (with include_tags=True); values:
     (N, L, 3) low / high / term head values. Critic targets are (head, returns, mask, coef),
-    one per head, at the positions its values are read (docs/semantics.md §4.2).
+    one per head, at the positions its values are read (docs/semantics.md §4.2). Runs where
+    batch.responses are (hiper.hae_pipeline), and the results are there.
     """
-    from hiper.integrations.hae_view import hae_for_responses
-
     hae = hae_for_responses(
         batch.responses, batch.response_mask, {"low": values[..., 0], "high": values[..., 1], "term": values[..., 2]},
         traj_ids=batch.env_ids, turn_idx=batch.turn_idx, dones=batch.dones, rewards=batch.rewards,

@@ -490,6 +490,43 @@ def test_deterministic(device):
         assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
 
 
+@pytest.mark.parametrize("per_turn_on_device", [False, True])
+def test_trainer_estimator_runs_where_its_tensors_are(device, per_turn_on_device, monkeypatch):
+    """The trainer's HAE (estimators.hae_advantages -> hiper.hae_pipeline) on a packed batch on
+    `device`: the ops run there, the results stay there and equal the host's bit for bit (no
+    normalisation here; its sums run in another order on a GPU)."""
+    from types import SimpleNamespace
+
+    from fake_rollouts import TOKENIZER, make_rollouts
+    from transformers import AutoTokenizer
+
+    from hiper import hae_pipeline
+    from hiper.estimators import hae_advantages
+
+    r = make_rollouts(5, seed=4)
+    masker = hiper.SpanMasker(AutoTokenizer.from_pretrained(TOKENIZER))
+    cfg = hiper.HAEConfig(keep_consistency_penalty=-0.2, invalid_action_penalty_coef=0.1, bootstrap_truncated=True)
+    tokens, per_turn = ("responses", "response_mask"), ("env_ids", "turn_idx", "rewards", "dones", "is_action_valid")
+
+    def estimate(dev, turns_dev):
+        b = SimpleNamespace(**{k: on(dev, r[k]) for k in tokens}, **{k: on(turns_dev, r[k]) for k in per_turn})
+        spans = masker(b.responses, b.response_mask, include_tags=True)
+        return hae_advantages(b, spans, on(dev, r["values"]), masker, cfg)
+
+    cpu = torch.device("cpu")
+    want = estimate(cpu, cpu)
+    scanned = []
+    row_scan = hae_pipeline.row_scan
+    monkeypatch.setattr(hae_pipeline, "row_scan", lambda mask, *a, **k: scanned.append(mask.device) or row_scan(
+        mask, *a, **k))
+    got = estimate(device, device if per_turn_on_device else cpu)
+    assert [d.type for d in scanned] == [device.type]  # ran there, not on a host copy
+    flat = lambda result: [result[0], result[1], *(t for target in result[2] for t in target[1:3])]  # noqa: E731
+    assert_on(device, *flat(got))
+    for a, b in zip(flat(got), flat(want)):
+        np.testing.assert_array_equal(host(a), host(b))
+
+
 # ------------------------------------------------------------------------------------- GPU only
 @pytest.mark.skipif(not CUDA_OK, reason="no CUDA device (CUDA path untested here)")
 def test_mixed_devices_are_refused():
@@ -596,6 +633,27 @@ def test_cuda_path_reaches_the_device(meta_as_cuda):
     for op, call in calls.items():
         with pytest.raises(RuntimeError, match="cudaGetDevice"):
             call()
+
+
+@pytest.mark.skipif(not _C.cuda_compiled(), reason="this build has no CUDA backend")
+def test_hae_pipeline_hands_device_tensors_to_the_device_ops(meta_as_cuda, monkeypatch):
+    """hiper.hae_pipeline (the trainer's and the verl adapters' HAE) gives token tensors on a
+    device to the device ops as they are: the run stops at the first CUDA runtime call, not at
+    a copy to the host (a meta tensor has no data to copy)."""
+    from hiper import hae_pipeline
+
+    monkeypatch.setattr(hae_pipeline, "runs_on_device",
+                        lambda x: isinstance(x, torch.Tensor) and x.device == meta_as_cuda)
+    n, length = 6, 10
+    flags = lambda: torch.empty(n, length, dtype=torch.bool, device=meta_as_cuda)  # noqa: E731
+    heads = ("low", "high", "term")
+    with pytest.raises(RuntimeError, match="cudaGetDevice"):
+        hae_pipeline.hae_from_masks(
+            flags(), traj_ids=np.arange(n), turn_idx=np.zeros(n, np.int64), dones=np.ones(n, bool),
+            switch=np.zeros(n, bool), rewards=np.zeros(n, np.float32),
+            values={h: torch.empty(n, length, device=meta_as_cuda) for h in heads},
+            value_masks={h: flags() for h in heads}, config=hiper.HAEConfig(norm_adv=True),
+            action_mask=flags(), subgoal_mask=flags(), switch_mask=flags())
 
 
 def test_cuda_tensors_without_a_cuda_build_are_refused(meta_as_cuda, monkeypatch):

@@ -82,6 +82,35 @@ def test_core_rejects_unchecked_arrays_directly():
                          np.zeros(3, np.float32))
 
 
+def test_the_core_reads_the_config_whole():
+    """HAEConfig crosses into the compiled pipeline as one object, read field by field in one
+    place (csrc/bindings/params.h); what it refuses names the field."""
+    lay = _C.build_layout(np.zeros(2, np.int64), np.arange(2, dtype=np.int64))
+
+    def arrays():
+        f = lambda: np.zeros(2, np.float32)  # noqa: E731
+        return dict(rewards=np.array([1.0, 2.0], np.float32), is_new_subgoal=None, is_action_valid=None,
+                    subgoal_changed=None, dones=np.array([False, True]), v_low=f(), v_high=f(), v_term=None,
+                    credited_low=None, credited_high=None, credited_term=None, shaped=f(), adv_low=f(), ret_low=f(),
+                    adv_high=f(), ret_high=f(), adv_term=f(), ret_term=f())
+
+    given = arrays()
+    _C.hae_pipeline(layout=lay, config=hiper.HAEConfig(gamma=0.5, keep_penalty=-1.0), **given)
+    # Shaped rewards [0, 1]; R^L_0 = 0 + 0.5 * 1: keep_penalty and gamma were both read.
+    np.testing.assert_array_equal(given["ret_low"], [0.5, 1.0])
+    with pytest.raises(TypeError, match="config: expected a hiper.HAEConfig, got dict without 'keep_penalty'"):
+        _C.hae_pipeline(layout=lay, config={"gamma": 1.0}, **arrays())
+    cfg = hiper.HAEConfig()
+    cfg.keep_penalty_mode = 3
+    with pytest.raises(TypeError, match="config.keep_penalty_mode: expected a string, got 3"):
+        _C.hae_pipeline(layout=lay, config=cfg, **arrays())
+    cfg = hiper.HAEConfig()
+    cfg.lam_seg = 1.5  # changed after HAEConfig checked it: the core checks it again
+    with pytest.raises(ValueError, match=r"lam_seg: expected a number in \[0, 1\]"):
+        hiper.hae(np.zeros(2, np.int64), np.arange(2), np.zeros(2, np.float32), np.ones(2, bool),
+                  np.zeros(2, np.float32), np.zeros(2, np.float32), config=cfg)
+
+
 def test_output_buffer_checks():
     n, L = 3, 4
     turns = hiper.HAETurnOutputs(*(np.zeros(n, np.float32) for _ in range(6)), np.ones(n, bool))

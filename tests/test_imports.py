@@ -10,6 +10,8 @@ packages above it (Python runs those too, but every submodule depends on its par
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,23 @@ def describe(cycle: list[str], graph: dict[str, dict[str, int]], modules: dict[s
     return "import cycle: " + " -> ".join(cycle) + "\n" + "\n".join(steps)
 
 
+def import_path(graph: dict[str, dict[str, int]], start: str, wanted) -> list[str] | None:
+    """The first import chain [start, ..., m] (breadth first) to a module m with wanted(m), or None."""
+    parent: dict[str, str | None] = {start: None}
+    queue = [start]
+    for name in queue:
+        if wanted(name):
+            chain = [name]
+            while parent[chain[-1]] is not None:
+                chain.append(parent[chain[-1]])
+            return chain[::-1]
+        for step in sorted(graph.get(name, {})):
+            if step not in parent:
+                parent[step] = name
+                queue.append(step)
+    return None
+
+
 # ---------------------------------------------------------------------------- the tests
 def test_hiper_has_no_import_cycles():
     modules = find_modules()
@@ -151,3 +170,31 @@ def test_the_graph_sees_every_kind_of_import(tmp_path):
 ])
 def test_find_cycle(graph, cycle):
     assert find_cycle(graph) == cycle
+
+
+# The trainer's HAE is hiper.hae_pipeline; the verl adapters (hiper.integrations) read verl batches
+# and call it from above, so nothing on the trainer's side may lead to them.
+TRAINER_SIDE = ("hiper.trainer", "hiper.estimators")
+
+
+@pytest.mark.parametrize("start", TRAINER_SIDE)
+def test_the_trainer_side_never_imports_the_verl_adapters(start):
+    """No import of theirs, at module level or inside a function, leads to hiper.integrations."""
+    graph = import_graph(find_modules())
+    chain = import_path(graph, start, lambda name: name.startswith(f"{ROOT}.integrations"))
+    assert chain is None, "import chain to the verl adapters: " + " -> ".join(chain)
+
+
+def test_importing_the_trainer_loads_no_verl_adapter():
+    """The same, as Python sees it: a fresh interpreter that imports the trainer's modules."""
+    code = ("import sys, hiper.trainer, hiper.estimators; "
+            "print(sorted(m for m in sys.modules if m.startswith('hiper.integrations')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_import_path():
+    graph = {"a": {"b": 1, "c": 1}, "b": {"d": 1}, "c": {"d": 1}, "d": {}}
+    assert import_path(graph, "a", lambda m: m == "d") == ["a", "b", "d"]
+    assert import_path(graph, "c", lambda m: m == "b") is None

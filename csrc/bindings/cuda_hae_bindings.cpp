@@ -13,7 +13,7 @@ namespace hiper::bindings {
 namespace {
 
 ShapingParams shaping_params(const DeviceLayout& lay, ptr_t rewards, ptr_t is_new_subgoal, ptr_t is_action_valid,
-                             ptr_t subgoal_changed, double keep_penalty, const std::string& keep_penalty_mode,
+                             ptr_t subgoal_changed, double keep_penalty, KeepPenaltyMode keep_penalty_mode,
                              double invalid_action_penalty_coef, double keep_consistency_penalty, ptr_t shaped) {
   ShapingParams p;
   p.layout = lay.view;
@@ -22,7 +22,7 @@ ShapingParams shaping_params(const DeviceLayout& lay, ptr_t rewards, ptr_t is_ne
   p.is_action_valid = in<float>(is_action_valid);
   p.subgoal_changed = in<flag_t>(subgoal_changed);
   p.keep_penalty = keep_penalty;
-  p.keep_penalty_mode = parse_keep_mode(keep_penalty_mode);
+  p.keep_penalty_mode = keep_penalty_mode;
   p.invalid_action_penalty_coef = invalid_action_penalty_coef;
   p.keep_consistency_penalty = keep_consistency_penalty;
   p.shaped = out<float>(shaped);
@@ -61,8 +61,9 @@ void shape_rewards_py(const LayoutHandle& layout, ptr_t rewards, ptr_t is_new_su
                       ptr_t stream) {
   const DeviceLayout lay = device_layout(layout);
   const ShapingParams p =
-      shaping_params(lay, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty, keep_penalty_mode,
-                     invalid_action_penalty_coef, keep_consistency_penalty, out_ptr);
+      shaping_params(lay, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
+                     parse_keep_mode(keep_penalty_mode), invalid_action_penalty_coef, keep_consistency_penalty,
+                     out_ptr);
   on_device(device, [&] { cuda::shape_rewards(p, lay.num_trajs, stream); });
 }
 
@@ -75,21 +76,19 @@ void hae_py(const LayoutHandle& layout, ptr_t rewards, ptr_t dones, ptr_t v_low,
   on_device(device, [&] { cuda::hae(p, lay.num_trajs, stream); });
 }
 
-void hae_pipeline_py(const LayoutHandle& layout, ptr_t rewards, ptr_t is_new_subgoal, ptr_t is_action_valid,
-                     ptr_t subgoal_changed, double keep_penalty, const std::string& keep_penalty_mode,
-                     double invalid_action_penalty_coef, double keep_consistency_penalty, ptr_t dones, ptr_t v_low,
-                     ptr_t v_high, ptr_t v_term, double gamma, double lam_turn, double lam_seg,
-                     bool bootstrap_truncated, bool normalize, ptr_t credited_low, ptr_t credited_high,
-                     ptr_t credited_term, ptr_t shaped, ptr_t adv_low, ptr_t ret_low, ptr_t adv_high, ptr_t ret_high,
-                     ptr_t adv_term, ptr_t ret_term, ptr_t workspace, size_t workspace_bytes, int device,
-                     ptr_t stream) {
+void hae_pipeline_py(const LayoutHandle& layout, const py::object& config, ptr_t rewards, ptr_t is_new_subgoal,
+                     ptr_t is_action_valid, ptr_t subgoal_changed, ptr_t dones, ptr_t v_low, ptr_t v_high,
+                     ptr_t v_term, ptr_t credited_low, ptr_t credited_high, ptr_t credited_term, ptr_t shaped,
+                     ptr_t adv_low, ptr_t ret_low, ptr_t adv_high, ptr_t ret_high, ptr_t adv_term, ptr_t ret_term,
+                     ptr_t workspace, size_t workspace_bytes, int device, ptr_t stream) {
+  const HAEConfigFields c = read_hae_config(config);
   const DeviceLayout lay = device_layout(layout);
   PipelineParams p;
-  p.shaping = shaping_params(lay, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
-                             keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, shaped);
-  p.hae = hae_params(lay, 0, dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg, bootstrap_truncated, adv_low,
-                     ret_low, adv_high, ret_high, adv_term, ret_term);
-  p.normalize = normalize;
+  p.shaping = shaping_params(lay, rewards, is_new_subgoal, is_action_valid, subgoal_changed, c.keep_penalty,
+                             c.keep_penalty_mode, c.invalid_action_penalty_coef, c.keep_consistency_penalty, shaped);
+  p.hae = hae_params(lay, 0, dones, v_low, v_high, v_term, c.gamma, c.lam_turn, c.lam_seg, c.bootstrap_truncated,
+                     adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
+  p.normalize = c.normalize;
   p.credited_low = in<flag_t>(credited_low);
   p.credited_high = in<flag_t>(credited_high);
   p.credited_term = in<flag_t>(credited_term);
@@ -154,13 +153,12 @@ void register_cuda_hae_ops(py::module_& m) {
         "gamma"_a, "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a,
         "ret_high"_a, "adv_term"_a, "ret_term"_a, "device"_a, "stream"_a,
         "Enqueue the HAE recurrences (docs/semantics.md 4.3-4.5) on `stream`.");
-  m.def("cuda_hae_pipeline", &hae_pipeline_py, py::kw_only(), "layout"_a, "rewards"_a, "is_new_subgoal"_a,
-        "is_action_valid"_a, "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a,
-        "invalid_action_penalty_coef"_a, "keep_consistency_penalty"_a, "dones"_a, "v_low"_a, "v_high"_a,
-        "v_term"_a, "gamma"_a, "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "normalize"_a,
-        "credited_low"_a, "credited_high"_a, "credited_term"_a, "shaped"_a, "adv_low"_a, "ret_low"_a,
-        "adv_high"_a, "ret_high"_a, "adv_term"_a, "ret_term"_a, "workspace"_a, "workspace_bytes"_a, "device"_a,
-        "stream"_a, "Enqueue shaping, HAE and (optionally) normalisation on `stream`.");
+  m.def("cuda_hae_pipeline", &hae_pipeline_py, py::kw_only(), "layout"_a, "config"_a, "rewards"_a,
+        "is_new_subgoal"_a, "is_action_valid"_a, "subgoal_changed"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a,
+        "credited_low"_a, "credited_high"_a, "credited_term"_a, "shaped"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a,
+        "ret_high"_a, "adv_term"_a, "ret_term"_a, "workspace"_a, "workspace_bytes"_a, "device"_a, "stream"_a,
+        "Enqueue shaping, HAE and (if config.norm_adv) normalisation on `stream`, with the scalars read from "
+        "`config` (a hiper.HAEConfig).");
   m.def("cuda_subgoal_changed", &subgoal_changed_py, py::kw_only(), "layout"_a, "length"_a, "responses"_a,
         "token_bytes"_a, "subgoal_mask"_a, "response_mask"_a, "requires_both"_a, "out"_a, "device"_a, "stream"_a,
         "Enqueue the per-turn subgoal-changed flags (docs/semantics.md 4.1.3) on `stream`.");

@@ -15,7 +15,7 @@ namespace {
 // Checked shaping parameters. Pointers refer to the caller's arrays, alive for the call.
 ShapingParams shaping_params(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
                              const py::object& is_action_valid, const py::object& subgoal_changed,
-                             double keep_penalty, const std::string& keep_penalty_mode,
+                             double keep_penalty, KeepPenaltyMode keep_penalty_mode,
                              double invalid_action_penalty_coef, double keep_consistency_penalty,
                              const py::object& out) {
   py::array r = checked_array(rewards, "rewards", Kind::kFloat32, {-1});
@@ -28,7 +28,7 @@ ShapingParams shaping_params(const Layout& layout, const py::object& rewards, co
   check_finite(r, "rewards");
   check_finite(valid, "is_action_valid");
   ShapingParams p;
-  p.keep_penalty_mode = parse_keep_mode(keep_penalty_mode);
+  p.keep_penalty_mode = keep_penalty_mode;
   p.layout = layout.view();
   p.rewards = in_ptr<float>(r);
   p.is_new_subgoal = in_ptr<flag_t>(sw);
@@ -93,8 +93,8 @@ void shape_rewards_py(const Layout& layout, const py::object& rewards, const py:
                       const std::string& keep_penalty_mode, double invalid_action_penalty_coef,
                       double keep_consistency_penalty, const py::object& out) {
   const ShapingParams p = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed,
-                                         keep_penalty, keep_penalty_mode, invalid_action_penalty_coef,
-                                         keep_consistency_penalty, out);
+                                         keep_penalty, parse_keep_mode(keep_penalty_mode),
+                                         invalid_action_penalty_coef, keep_consistency_penalty, out);
   ReleaseGil release;
   cpu::shape_rewards(p);
 }
@@ -111,26 +111,25 @@ void hae_py(const Layout& layout, const py::object& rewards, const py::object& d
   cpu::hae(p);
 }
 
-py::tuple hae_pipeline_py(const Layout& layout, const py::object& rewards, const py::object& is_new_subgoal,
-                          const py::object& is_action_valid, const py::object& subgoal_changed, double keep_penalty,
-                          const std::string& keep_penalty_mode, double invalid_action_penalty_coef,
-                          double keep_consistency_penalty, const py::object& dones, const py::object& v_low,
-                          const py::object& v_high, const py::object& v_term, double gamma, double lam_turn,
-                          double lam_seg, bool bootstrap_truncated, bool normalize, const py::object& credited_low,
+py::tuple hae_pipeline_py(const Layout& layout, const py::object& config, const py::object& rewards,
+                          const py::object& is_new_subgoal, const py::object& is_action_valid,
+                          const py::object& subgoal_changed, const py::object& dones, const py::object& v_low,
+                          const py::object& v_high, const py::object& v_term, const py::object& credited_low,
                           const py::object& credited_high, const py::object& credited_term,
                           const py::object& shaped, const py::object& adv_low, const py::object& ret_low,
                           const py::object& adv_high, const py::object& ret_high, const py::object& adv_term,
                           const py::object& ret_term) {
+  const HAEConfigFields c = read_hae_config(config);
   PipelineParams p;
-  p.shaping = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, keep_penalty,
-                             keep_penalty_mode, invalid_action_penalty_coef, keep_consistency_penalty, shaped);
-  p.hae = hae_params(layout, py::none(), dones, v_low, v_high, v_term, gamma, lam_turn, lam_seg,
-                     bootstrap_truncated, adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
+  p.shaping = shaping_params(layout, rewards, is_new_subgoal, is_action_valid, subgoal_changed, c.keep_penalty,
+                             c.keep_penalty_mode, c.invalid_action_penalty_coef, c.keep_consistency_penalty, shaped);
+  p.hae = hae_params(layout, py::none(), dones, v_low, v_high, v_term, c.gamma, c.lam_turn, c.lam_seg,
+                     c.bootstrap_truncated, adv_low, ret_low, adv_high, ret_high, adv_term, ret_term);
   const py::ssize_t n = static_cast<py::ssize_t>(layout.order.size());
   py::array cl = checked_array(credited_low, "credited_low", Kind::kFlag, {n}, true);
   py::array ch = checked_array(credited_high, "credited_high", Kind::kFlag, {n}, true);
   py::array ct = checked_array(credited_term, "credited_term", Kind::kFlag, {n}, true);
-  p.normalize = normalize;
+  p.normalize = c.normalize;
   p.credited_low = in_ptr<flag_t>(cl);
   p.credited_high = in_ptr<flag_t>(ch);
   p.credited_term = in_ptr<flag_t>(ct);
@@ -208,12 +207,12 @@ void register_hae_ops(py::module_& m) {
   m.def("hae", &hae_py, "layout"_a, "rewards"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a,
         "lam_turn"_a, "lam_seg"_a, "bootstrap_truncated"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a,
         "adv_term"_a, "ret_term"_a, "Per-turn HAE advantages and returns (docs/semantics.md 4.3-4.5) into the six (N,) outputs.");
-  m.def("hae_pipeline", &hae_pipeline_py, "layout"_a, "rewards"_a, "is_new_subgoal"_a, "is_action_valid"_a,
-        "subgoal_changed"_a, "keep_penalty"_a, "keep_penalty_mode"_a, "invalid_action_penalty_coef"_a,
-        "keep_consistency_penalty"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "gamma"_a, "lam_turn"_a,
-        "lam_seg"_a, "bootstrap_truncated"_a, "normalize"_a, "credited_low"_a, "credited_high"_a, "credited_term"_a,
-        "shaped"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a, "adv_term"_a, "ret_term"_a,
-        "Shaping, HAE and (optionally) normalisation in one call. Returns ((count, mean, std) for low, high, term).");
+  m.def("hae_pipeline", &hae_pipeline_py, py::kw_only(), "layout"_a, "config"_a, "rewards"_a, "is_new_subgoal"_a,
+        "is_action_valid"_a, "subgoal_changed"_a, "dones"_a, "v_low"_a, "v_high"_a, "v_term"_a, "credited_low"_a,
+        "credited_high"_a, "credited_term"_a, "shaped"_a, "adv_low"_a, "ret_low"_a, "adv_high"_a, "ret_high"_a,
+        "adv_term"_a, "ret_term"_a,
+        "Shaping, HAE and (if config.norm_adv) normalisation in one call, with the scalars read from `config` (a "
+        "hiper.HAEConfig). Returns ((count, mean, std) for low, high, term).");
   m.def("subgoal_changed", &subgoal_changed_py, "layout"_a, "responses"_a, "subgoal_mask"_a, "response_mask"_a,
         "requires_both"_a, "out"_a, "Per-turn flag: subgoal token ids differ from the previous turn's (docs/semantics.md 4.1.3).");
   m.def("masked_moments", &masked_moments_py, "x"_a, "include"_a,

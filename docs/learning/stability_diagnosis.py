@@ -30,7 +30,7 @@ HEADS = ("low", "high", "term")
 class Diagnosed(Trainer):
     def advantages(self, rollout, spans, values):
         advantages, loss_mask, targets = super().advantages(rollout, spans, values)
-        from hiper.integrations.hae_view import hae_for_responses
+        from hiper.hae_pipeline import hae_for_responses
 
         b = rollout.batch
         hae = hae_for_responses(b.responses, b.response_mask, {h: values[..., k] for k, h in enumerate(HEADS)},
@@ -43,6 +43,13 @@ class Diagnosed(Trainer):
             a = advantages[on]
             stats[level] = {"tokens": int(on.sum()), "abs_mean": round(float(a.abs().mean()), 3),
                             "negative_share": round(float((a < 0).float().mean()), 3)}
+        # The action tokens' mean advantage per turn (0: "take key" when right, 1: "open chest"),
+        # over the episodes the rollout won: where a critic's error points the update.
+        lo = (hae.outputs["hae_lo_mask"] & b.response_mask).float()
+        per_row = (advantages * lo).sum(1) / lo.sum(1).clamp_min(1)
+        won = torch.as_tensor([bool(rollout.episodes[int(e)].won) for e in b.env_ids])
+        stats["lo_won_by_turn"] = [round(float(per_row[won & (b.turn_idx == t) & (lo.sum(1) > 0)].mean()), 3)
+                                   for t in range(int(b.turn_idx.max()) + 1)]
         for k, (head, returns, mask, _) in enumerate(targets):
             stats[f"{HEADS[head]}_value_vs_target"] = [round(float(values[..., head][mask].mean()), 3),
                                                        round(float(returns[mask].mean()), 3)]

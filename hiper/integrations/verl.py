@@ -3,7 +3,8 @@
 `compute_hae_advantage(data, config, action_mask, subgoal_mask, switch_mask)` has the
 signature and semantics of the authors' estimator (docs/semantics.md §4; `hiper_hae/core_hae.py` in
 their repository) and writes the same keys, but runs in the compiled core: no Python loop
-over trajectories, turns or tokens.
+over trajectories, turns or tokens. It reads the batch and hands it to hiper.hae_pipeline,
+which the trainer's estimator runs too.
 
 Duplicate rows. The authors' trainer pads a batch to a multiple of its micro-batch size by
 duplicating random rows, which keeps their (traj_uid, turn_idx); their estimator then treats
@@ -13,40 +14,15 @@ computing advantages (or give padded rows a fresh traj_uid and drop them from th
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
 
-from hiper import has_cuda
-from hiper._arrays import BOOL, FLOAT32, INT64, to_numpy
 from hiper.config import HAEConfig
+from hiper.hae_pipeline import HEADS, hae_from_masks, runs_on_device
 from hiper.masks import SpanMasker, segment_starts
-from hiper.ops.hae import hae_core, subgoal_changed
-from hiper.ops.layout import build_layout, factorize
-from hiper.ops.tokens import hae_token_outputs, row_scan
 
 __all__ = ["HAEConfig", "compute_hae_advantage", "compute_value_mask", "make_hae_masks_and_switch"]
-
-# Output keys as the authors' estimator writes them -> hae_token_outputs names.
-_OUTPUT_KEYS = {
-    "advantages": "advantages",
-    "advantages_low": "advantages_low",
-    "advantages_high": "advantages_high",
-    "advantages_term": "advantages_term",
-    "returns_low": "returns_low",
-    "returns_high": "returns_high",
-    "returns_term": "returns_term",
-    "hae_lo_mask": "lo_mask",
-    "hae_hi_mask": "hi_mask",
-    "hae_term_mask": "term_mask",
-}
-
-
-def _known_key(key: str) -> bool:
-    if key not in _OUTPUT_KEYS:
-        raise ValueError(f"out: unknown key {key!r}; expected one of {sorted(_OUTPUT_KEYS)}")
-    return True
 
 
 def _has(mapping: Any, key: str) -> bool:
@@ -58,23 +34,6 @@ def _require(mapping: Any, key: str, where: str):
     if not _has(mapping, key):
         raise KeyError(f"data.{where}[{key!r}] is required by compute_hae_advantage")
     return mapping[key]
-
-
-def _gather(values: Any, pos: Any, name: str):
-    """values[i, pos[i]] as float32 (N,) on pos's device, reading one element per row where
-    the values are (only the N picked values move between devices)."""
-    import torch
-
-    if not isinstance(values, torch.Tensor):
-        values = torch.as_tensor(np.asarray(values))
-    if values.dim() != 2 or values.shape[0] != pos.shape[0]:
-        raise ValueError(f"{name}: expected shape ({pos.shape[0]}, L), got {tuple(values.shape)}")
-    picked = values.detach().gather(1, pos.to(values.device).view(-1, 1)).view(-1).float()
-    return picked.to(pos.device)
-
-
-def _flags(x: Any) -> np.ndarray:
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x, dtype=bool)
 
 
 def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None, subgoal_mask: Any = None,
@@ -100,118 +59,35 @@ def compute_hae_advantage(data: Any, config: HAEConfig, action_mask: Any = None,
     Writes (N, L): advantages, advantages_low/high/term, returns_low/high/term (float32),
     hae_lo_mask, hae_hi_mask, hae_term_mask (bool). Returns `data`.
 
-    Where it runs: with the batch on a GPU and hiper built with CUDA, on that GPU (the
-    per-turn metadata is copied over, the layout is built on the host, where the metadata
-    is, and copied too; nothing waits for the GPU and the outputs stay there). Otherwise on
-    the host, with GPU tensors copied over and the outputs moved back; also across ranks
-    (`reducer`), whose statistics are gathered on the host.
+    Where it runs (hiper.hae_pipeline): with the batch on a GPU and hiper built with CUDA, on
+    that GPU (the per-turn metadata is read on the host and copied over; nothing waits for
+    the GPU and the outputs stay there). Otherwise on the host, with GPU tensors copied over
+    and the outputs moved back; also across ranks (`reducer`), whose statistics are gathered
+    on the host.
     """
-    import torch
-
     if not isinstance(config, HAEConfig):
         raise TypeError(f"config: expected hiper.HAEConfig, got {type(config).__name__}")
     batch, meta = data.batch, data.non_tensor_batch
-    response_mask_t = _require(batch, "response_mask", "batch")
-    device = response_mask_t.device
-    across_ranks = config.norm_adv and reducer is not None and reducer.distributed
-    on_gpu = device.type == "cuda" and not across_ranks and has_cuda()
-    work = device if on_gpu else torch.device("cpu")
-
-    def work_mask(x):
-        if x is None:
-            return None
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x))
-        return x.to(work)
-
-    response_mask = work_mask(response_mask_t)
-    if response_mask.dim() != 2:
-        raise ValueError(f"response_mask: expected (N, L), got shape {tuple(response_mask.shape)}")
-    n, length = response_mask.shape
-    action_mask, subgoal_mask, switch_mask = (work_mask(m) for m in (action_mask, subgoal_mask, switch_mask))
-
-    def per_turn(key, dtype, optional=False):
-        if optional and not _has(meta, key):
-            return None
-        arr = to_numpy(np.asarray(_require(meta, key, "non_tensor_batch")), key, dtype, ndim=1)
-        if arr.shape[0] != n:
-            raise ValueError(f"non_tensor_batch[{key!r}]: expected {n} rows like response_mask, got {arr.shape[0]}")
-        return arr
-
-    def to_work(arr):  # host metadata where the estimator runs (an asynchronous copy to a GPU)
-        return torch.from_numpy(np.array(arr)).to(work, non_blocking=True) if on_gpu and arr is not None else arr
-
-    traj_uid = _require(meta, "traj_uid", "non_tensor_batch")
-    if len(traj_uid) != n:
-        raise ValueError(f"non_tensor_batch['traj_uid']: expected {n} rows like response_mask, got {len(traj_uid)}")
-    traj = factorize(np.asarray(traj_uid))
-    turn = per_turn("turn_idx", INT64)
-    dones = per_turn("dones", BOOL)
-    switch = per_turn("switch", BOOL)
-    rewards = per_turn("rewards", FLOAT32)
-    valid = per_turn("is_action_valid", FLOAT32, optional=True) if config.invalid_action_penalty_coef != 0.0 else None
-
-    has_high = _has(batch, config.value_key_high)
-    has_term = _has(batch, config.value_key_term) and _has(batch, "value_mask_term")
-    vmask_low = work_mask(_require(batch, "value_mask_low", "batch"))
-    vmask_high = work_mask(batch["value_mask_high"]) if _has(batch, "value_mask_high") else None
-    if has_high and vmask_high is None:
+    keys = {h: getattr(config, f"value_key_{h}") for h in HEADS}
+    # The authors' estimator reads a term head only together with its mask.
+    has = {"low": True, "high": _has(batch, keys["high"]),
+           "term": _has(batch, keys["term"]) and _has(batch, "value_mask_term")}
+    if has["high"] and not _has(batch, "value_mask_high"):
         raise KeyError("data.batch['value_mask_high'] is required when the high value head is present")
-    vmask_term = work_mask(batch["value_mask_term"]) if has_term else None
-
-    heads = {"low": _require(batch, config.value_key_low, "batch"),
-             "high": batch[config.value_key_high] if has_high else None,
-             "term": batch[config.value_key_term] if has_term else None}
-    # float32 head outputs where the estimator runs are read inside the mask scan; anything
-    # else (bf16, on another device) is gathered with torch afterwards, one element per row.
-    direct = {h: v for h, v in heads.items()
-              if isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.device == work and v.dim() == 2}
-    rows = row_scan(response_mask, action_mask, subgoal_mask, switch_mask, vmask_low, vmask_high, vmask_term,
-                    values_low=direct.get("low"), values_high=direct.get("high"), values_term=direct.get("term"))
-    picked = {}
-    for h, v in heads.items():
-        key = getattr(config, f"value_key_{h}")
-        picked[h] = None if v is None else (getattr(rows, f"value_{h}") if h in direct
-                                           else _gather(v, getattr(rows, f"pos_{h}"), key))
-    v_low, v_term = picked["low"], picked["term"]
-    v_high = picked["high"] if has_high else v_low
-
-    # Built on the host, where the metadata is (validated there: no GPU wait), then copied.
-    layout = build_layout(traj, turn, switch).to(work)
-    changed = None
-    if config.keep_consistency_penalty != 0.0 and subgoal_mask is not None:
-        responses = work_mask(_require(batch, "responses", "batch"))
-        changed = subgoal_changed(layout, responses, subgoal_mask, response_mask,
-                                  requires_both=config.keep_consistency_requires_both)
-    term_on_switch = config.assign_term_to_switch and has_term
-    # Normalisation statistics run over the turns each advantage lands on (non-empty span).
-    credited_high = None
-    if config.norm_adv:
-        boundary = layout.is_boundary if layout.is_cuda else torch.from_numpy(np.array(layout.is_boundary))
-        credited_high = ((rows.has_subgoal & config.assign_high_to_subgoal)
-                         | (rows.has_switch & config.assign_high_to_switch)) & boundary
-    credited_term = rows.has_switch & term_on_switch
-    core_config = dataclasses.replace(config, norm_adv=False) if across_ranks else config
-    turns = hae_core(layout, to_work(rewards), to_work(dones), v_low, v_high, v_term, is_new_subgoal=to_work(switch),
-                     is_action_valid=to_work(valid), subgoal_changed=changed, config=core_config,
-                     credited_low=rows.has_action, credited_high=credited_high, credited_term=credited_term)
-    if across_ranks:
-        from hiper.distributed import normalize_rows
-
-        normalize_rows(turns.adv_low, _flags(rows.has_action), reducer)
-        normalize_rows(turns.adv_high, _flags(credited_high), reducer)
-        if v_term is not None:
-            normalize_rows(turns.adv_term, _flags(credited_term), reducer)
-
-    tokens = hae_token_outputs(
-        turns, response_mask, action_mask=action_mask, subgoal_mask=subgoal_mask, switch_mask=switch_mask,
-        value_mask_low=vmask_low, value_mask_high=vmask_high, value_mask_term=vmask_term,
-        assign_high_to_subgoal=config.assign_high_to_subgoal, assign_high_to_switch=config.assign_high_to_switch,
-        assign_term_to_switch=term_on_switch, outputs=tuple(_OUTPUT_KEYS.values()),
-        out={_OUTPUT_KEYS[key]: buf for key, buf in (out or {}).items() if _known_key(key)})
-    for key, name in _OUTPUT_KEYS.items():
-        value = getattr(tokens, name)
-        batch[key] = value if value.device == device else value.to(device)
+    values = {h: _require(batch, keys[h], "batch") for h in HEADS if has[h]}
+    value_masks = {"low": _require(batch, "value_mask_low", "batch"),
+                   "high": batch["value_mask_high"] if _has(batch, "value_mask_high") else None,
+                   "term": batch["value_mask_term"] if has["term"] else None}
+    outputs = hae_from_masks(
+        _require(batch, "response_mask", "batch"), traj_ids=_require(meta, "traj_uid", "non_tensor_batch"),
+        turn_idx=_require(meta, "turn_idx", "non_tensor_batch"), dones=_require(meta, "dones", "non_tensor_batch"),
+        switch=_require(meta, "switch", "non_tensor_batch"), rewards=_require(meta, "rewards", "non_tensor_batch"),
+        is_action_valid=meta["is_action_valid"] if _has(meta, "is_action_valid") else None,
+        values=values, value_masks=value_masks, config=config, action_mask=action_mask, subgoal_mask=subgoal_mask,
+        switch_mask=switch_mask, responses=batch["responses"] if _has(batch, "responses") else None,
+        reducer=reducer, out=out)
+    for key, value in outputs.items():
+        batch[key] = value
     return data
 
 
@@ -244,7 +120,7 @@ def _responses(data: Any):
     if not isinstance(responses, torch.Tensor) or not isinstance(response_mask, torch.Tensor):
         raise TypeError("data.batch['responses'] and ['response_mask'] must be torch tensors")
     device = responses.device
-    work = device if device.type == "cuda" and has_cuda() else torch.device("cpu")
+    work = device if runs_on_device(responses) else torch.device("cpu")
     return responses.to(work), response_mask.to(work), device, work
 
 

@@ -84,7 +84,7 @@ def compute_advantage(data: Any, config: HAEConfig | None = None, tokenizer=None
     """HAE on a verl DataProto (or anything with .batch / .non_tensor_batch), in place."""
     import torch
 
-    from hiper.integrations.hae_view import OUTPUT_KEYS, hae_for_responses
+    from hiper.hae_pipeline import hae_for_responses
     from hiper.integrations.verl import span_masker_for
 
     batch, meta = data.batch, data.non_tensor_batch
@@ -107,15 +107,14 @@ def compute_advantage(data: Any, config: HAEConfig | None = None, tokenizer=None
         traj_ids=meta["traj_uid"] if "traj_uid" in meta else np.arange(n),  # else: one-turn trajectories
         turn_idx=meta["turn_idx"] if "turn_idx" in meta else np.zeros(n, np.int64),
         dones=meta["dones"] if "dones" in meta else np.ones(n, bool),
-        rewards=(batch["token_level_rewards"].float() * response_mask).sum(dim=1).cpu(),
+        rewards=(batch["token_level_rewards"].float() * response_mask).sum(dim=1),
         is_action_valid=meta.get("is_action_valid"))
-    out = hae.outputs
+    out = hae.outputs  # on the responses' device
     # A single value head regresses every response token: give each token its turn's R^L.
     turn_return = out["returns_low"].sum(dim=1, keepdim=True)
-    returns = turn_return * response_mask.cpu()
-    for key in OUTPUT_KEYS:
-        batch[key] = out[key].to(responses.device)
-    batch["returns"] = returns.to(responses.device, torch.float32)
+    for key, value in out.items():
+        batch[key] = value
+    batch["returns"] = (turn_return * response_mask).to(torch.float32)
     return data
 
 

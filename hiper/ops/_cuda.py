@@ -93,12 +93,9 @@ def hae_core(layout, rewards, dones, v_low, v_high, v_term, *, is_new_subgoal, i
     shaped = a.empty(n, FLOAT32)
     outs = {name: a.empty(n, FLOAT32) for name in TURN_OUTPUTS}
     _C.cuda_hae_pipeline(
-        layout=layout.handle, rewards=ptr(r), is_action_valid=ptr(valid), keep_penalty=float(cfg.keep_penalty),
-        keep_penalty_mode=cfg.keep_penalty_mode, invalid_action_penalty_coef=float(cfg.invalid_action_penalty_coef),
-        keep_consistency_penalty=float(cfg.keep_consistency_penalty),
-        **_hae_inputs(a, n, dones, v_low, v_high, v_term),
-        **_hae_scalars(cfg.gamma, cfg.lam_turn, cfg.lam_seg, cfg.bootstrap_truncated), normalize=bool(cfg.norm_adv),
-        **flags, shaped=ptr(shaped), **{name: ptr(t) for name, t in outs.items()},
+        layout=layout.handle, config=cfg, rewards=ptr(r), is_action_valid=ptr(valid),
+        **_hae_inputs(a, n, dones, v_low, v_high, v_term), **flags, shaped=ptr(shaped),
+        **{name: ptr(t) for name, t in outs.items()},
         **_workspace(a, _C.cuda_pipeline_workspace_bytes(device=a.device.index)), **a.launch)
     return HAETurnOutputs(**outs, is_boundary=layout.is_boundary.clone())
 

@@ -20,7 +20,7 @@ from hiper._arrays import BOOL, FLOAT32, Allocator, optional_numpy, out_view, to
 from hiper.config import HAEConfig
 from hiper.ops._device import is_cuda_tensor
 from hiper.ops.layout import TrajectoryLayout, build_layout, check_rows, factorize
-from hiper.ops.types import HAETurnOutputs
+from hiper.ops.types import TURN_OUTPUTS, HAETurnOutputs
 
 
 def shape_rewards(
@@ -206,13 +206,8 @@ def hae_core(
     alloc = Allocator(rewards)
     shaped = np.empty(r.shape, FLOAT32)
     outs = [alloc.empty(r.shape, FLOAT32) for _ in range(6)]
-    _C.hae_pipeline(
-        layout.core, r, arrays["is_new_subgoal"], arrays["is_action_valid"], arrays["subgoal_changed"],
-        float(cfg.keep_penalty), cfg.keep_penalty_mode, float(cfg.invalid_action_penalty_coef),
-        float(cfg.keep_consistency_penalty), arrays["dones"], arrays["v_low"], arrays["v_high"], arrays["v_term"],
-        float(cfg.gamma), float(cfg.lam_turn), float(cfg.lam_seg), bool(cfg.bootstrap_truncated),
-        bool(cfg.norm_adv), arrays["credited_low"], arrays["credited_high"], arrays["credited_term"], shaped,
-        *(view for _, view in outs))
+    _C.hae_pipeline(layout=layout.core, config=cfg, rewards=r, shaped=shaped, **arrays,
+                    **{name: view for name, (_, view) in zip(TURN_OUTPUTS, outs)})
     return HAETurnOutputs(*(res for res, _ in outs), alloc.wrap(layout.is_boundary.copy()))
 
 
