@@ -113,3 +113,16 @@ class Critic(nn.Module):
         # The value of response position j is read at the token before it (position 0 at the
         # last prompt token): only those R positions go through the heads.
         return self.heads(hidden[:, -response_width - 1:-1, :])
+
+
+def explained_variance(values: torch.Tensor, targets) -> dict[str, float | None]:
+    """Per value head (low, high, term): 1 - Var(target - value) / Var(target) over the head's
+    target positions (1: the head predicts its targets; 0: no better than their mean; below 0:
+    worse). None for a head whose targets do not vary (or that has fewer than two)."""
+    out = {}
+    for head, returns, mask, _ in targets:
+        target, value = returns[mask].double(), values[..., head][mask].double()
+        spread = float(target.var(unbiased=False)) if target.numel() > 1 else 0.0
+        out[HEADS[head]] = (1.0 - float((target - value).var(unbiased=False)) / spread) if spread > 1e-12 \
+            else None
+    return out

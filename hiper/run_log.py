@@ -99,3 +99,10 @@ def print_above_bars(message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(message)
+
+
+def no_valid_turn_hint(env: str) -> str:
+    """What the log says once when every turn of a step broke the Plan-Execute format."""
+    return (f"note: no turn of this step was a valid <switch>/<subgoal>/<action> reply, so the policy earns "
+            f"nothing to learn from; teach it the format first with a supervised warm start, e.g. "
+            f"`hiper sft --env {env} --out runs/{env}-sft`, then `hiper train --model runs/{env}-sft ...`")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hiper import checkpoint, lora_base, models, run_log, runs
-from hiper.critic import Critic
+from hiper.critic import Critic, explained_variance
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
 from hiper.engines import make_engine, resolve_engine
 from hiper.estimators import estimate, needs_critic
@@ -256,10 +256,12 @@ class Trainer:
         # and generation must stay in eval mode (checkpointing disables the KV cache).
         critic_stats = {"critic_loss": 0.0}
         if self.critic is not None:
+            # Read before the critic trains on this rollout: how well it predicts returns it has not seen.
+            critic_stats["explained_variance"] = explained_variance(values, critic_targets)
             self._phase("critic update")
             t = time.perf_counter()
             self.critic.train()
-            critic_stats = self._update_critic(batch, values, critic_targets, R)
+            critic_stats.update(self._update_critic(batch, values, critic_targets, R))
             self.critic.eval()
             timings["critic_update"] = time.perf_counter() - t
         actor_stats = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)
@@ -337,7 +339,7 @@ class Trainer:
         # shifts every value at once, without a gradient; in the new units the old values would
         # sit far from the heads and the clip would stop all learning but towards the shift.
         old_heads = torch.stack([norm.to_heads(old_values[..., h], h) for h in range(old_values.shape[-1])], -1)
-        self._update_value_norm(targets)
+        norm.observe(targets, self.reducer)
         loss_sums = torch.zeros(len(targets), dtype=torch.float64)  # per head: the sum of its targets' losses
         target_counts = torch.zeros(len(targets), dtype=torch.float64)
         for _ in range(cfg.ppo_epochs):
@@ -365,19 +367,6 @@ class Trainer:
                 self.critic_opt.step()
         coefs = torch.tensor([coef for *_, coef in targets], dtype=torch.float64)
         return {"critic_loss": float((coefs * loss_sums / target_counts.clamp_min(1.0)).sum())}
-
-    def _update_value_norm(self, targets) -> None:
-        """value_norm: this step's targets, per head and over every rank, into the running statistics."""
-        norm = self.critic.norm
-        if not norm.adaptive:
-            return
-        means, squares, seen = [0.0] * norm.scale.numel(), [0.0] * norm.scale.numel(), [False] * norm.scale.numel()
-        for h, returns, mask, _ in targets:
-            sums = self.reducer.mean({"n": float(mask.sum()), "sum": float(returns[mask].double().sum()),
-                                      "square": float(returns[mask].double().square().sum())})
-            if sums["n"] > 0:
-                means[h], squares[h], seen[h] = sums["sum"] / sums["n"], sums["square"] / sums["n"], True
-        norm.update(means, squares, seen)
 
     def _update_actor(self, batch, old_logp, ref_logp, advantages, loss_mask, R) -> dict:
         """PPO update: dual-clip surrogate, entropy bonus and k3 KL to the reference, each a
@@ -565,7 +554,7 @@ class Trainer:
                     if metrics["invalid_rate"] == 1.0 and not warned_invalid:
                         # A policy that writes no valid turn gets no reward to learn from: say so once.
                         warned_invalid = True
-                        log(no_valid_turn_hint(cfg.env))
+                        log(run_log.no_valid_turn_hint(cfg.env))
         finally:
             if self._step_bar is not None:
                 self._step_bar.close()
@@ -587,13 +576,6 @@ class Trainer:
                              "pass --resume to continue it or --overwrite true to start it over")
         if self.reducer.rank == 0 and self.config.overwrite:
             runs.clear_run(self.run_dir)
-
-
-def no_valid_turn_hint(env: str) -> str:
-    """What the log says once when every turn of a step broke the Plan-Execute format."""
-    return (f"note: no turn of this step was a valid <switch>/<subgoal>/<action> reply, so the policy earns "
-            f"nothing to learn from; teach it the format first with a supervised warm start, e.g. "
-            f"`hiper sft --env {env} --out runs/{env}-sft`, then `hiper train --model runs/{env}-sft ...`")
 
 
 def _uses_bf16(precision: str, device: torch.device) -> bool:

@@ -55,6 +55,21 @@ class ValueNorm(nn.Module):
         """Returns (any shape) in the units of head `head`."""
         return (returns - float(self.shift[head])) / float(self.scale[head])
 
+    def observe(self, targets, reducer) -> None:
+        """A training step's critic targets ((head, returns, mask, coef) per head, as the
+        estimators give them) into the running statistics, over every rank (`reducer`)."""
+        if not self.adaptive:
+            return
+        heads = self.scale.numel()
+        means, squares, seen = [0.0] * heads, [0.0] * heads, [False] * heads
+        for head, returns, mask, _ in targets:
+            picked = returns[mask].double()
+            sums = reducer.mean({"n": float(mask.sum()), "sum": float(picked.sum()),
+                                 "square": float(picked.square().sum())})
+            if sums["n"] > 0:
+                means[head], squares[head], seen[head] = sums["sum"] / sums["n"], sums["square"] / sums["n"], True
+        self.update(means, squares, seen)
+
     @torch.no_grad()
     def update(self, means: list[float], squares: list[float], seen: list[bool]) -> None:
         """One training step's statistics: per head, the mean of its targets and of their squares

@@ -195,7 +195,7 @@ def test_value_scale_reads_values_and_fits_targets_in_the_critics_units(tmp_path
 
 def test_a_run_that_writes_no_valid_turn_says_so_once_with_the_fix(tmp_path, capsys):
     """The tiny random model never writes the format: the log says so once, naming hiper sft."""
-    from hiper.trainer import no_valid_turn_hint
+    from hiper.run_log import no_valid_turn_hint
 
     assert main(["train", "--env", "keychest", "--tiny-model", "--model", TOKENIZER, "--envs", "2", "--steps", "2",
                  "--max-turns", "2", "--max-new-tokens", "6", "--save-every", "0", "--progress", "false", "--engine", "hf",

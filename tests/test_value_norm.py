@@ -1,4 +1,5 @@
-"""The critic's value normalisation (hiper.value_norm) and critic warm-up, alone and in the loop."""
+"""The critic's value normalisation (hiper.value_norm), its explained variance and critic warm-up,
+alone and in the loop."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hiper.critic import explained_variance
 from hiper.trainer import Trainer, TrainConfig
 from hiper.value_norm import DECAY, MIN_STD, ValueNorm
 
@@ -105,11 +107,24 @@ def test_in_the_loop_values_read_the_running_mean_of_each_heads_targets(tmp_path
         # The clip is centred on the heads' outputs before the update (zero), not on the old values
         # re-expressed in the new units (-mean / std), which would stop all learning but towards the shift.
         assert bool((torch.cat(seen["clip_centre"]) == 0).all())
-        trainer.train_step()
+        second = trainer.train_step()
     finally:
         trainer_module.clipped_value_loss = real_loss
     assert_close(seen["values"][1], means.float().expand_as(seen["values"][1]), atol=1e-5,
                  name="values read at step 2")
+    # The step's explained variance is of the values it read (the constant means) against its own targets.
+    # (A head whose targets did not vary has none: a random tiny model's turns all score alike.)
+    checked = 0
+    for head, name in enumerate(("low", "high", "term")):
+        targets = seen["targets"][1][head]
+        spread = float(targets.var(unbiased=False))
+        if spread < 1e-12:
+            assert second["explained_variance"][name] is None, name
+            continue
+        expected = 1.0 - float((targets - means[head]).var(unbiased=False)) / spread
+        assert second["explained_variance"][name] == pytest.approx(expected, abs=1e-5), name
+        checked += 1
+    assert checked >= 1
     saved = trainer.critic.norm.state_dict()
     trainer.save_checkpoint()
     resumed = Trainer(keychest_config(tmp_path, value_norm=True, critic_lr=0.0, shared_critic=True, steps=3))
@@ -128,3 +143,18 @@ def test_critic_warmup_holds_the_actor_still_while_the_critic_learns(tmp_path):
     assert metrics["pg_loss"] == 0.0 and metrics["timings"]["actor_update"] == 0.0
     trainer.train_step()
     assert any(not torch.equal(actor0[k], v) for k, v in trainer.actor.state_dict().items())
+
+
+def test_explained_variance_per_head():
+    targets_low = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    values = torch.zeros(1, 4, 3)
+    values[..., 0] = targets_low + torch.tensor([[0.5, -0.5, 0.5, -0.5]])   # residual variance 0.25 of 1.25
+    values[..., 1] = 2.5                                                   # the targets' mean: explains nothing
+    values[..., 2] = -targets_low                                          # worse than the mean
+    everywhere = torch.ones(1, 4, dtype=torch.bool)
+    constant = torch.tensor([[True, False, False, False]])                 # one target: no spread to explain
+    targets = [(0, targets_low, everywhere, 1.0), (1, targets_low, everywhere, 1.0), (2, targets_low, everywhere, 1.0)]
+    ev = explained_variance(values, targets)
+    assert ev["low"] == pytest.approx(1 - 0.25 / 1.25) and ev["high"] == pytest.approx(0.0)
+    assert ev["term"] == pytest.approx(1 - 4.0)                            # residual 2 t: Var(2 t) = 4 Var(t)
+    assert explained_variance(values, [(0, targets_low, constant, 1.0)]) == {"low": None}
