@@ -205,6 +205,7 @@ TRAIN_FLAG_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
                    "keep_penalty_mode", "keep_consistency_penalty", "invalid_action_penalty_coef")),
     "optimisation": ("the PPO updates of the actor and the critic",
                      ("actor_lr", "critic_lr", "weight_decay", "freeze_embeddings", "grad_clip", "ppo_epochs",
+                      "critic_epochs",
                       "mini_batch_size", "micro_batch_size", "gradient_checkpointing", "clip_ratio", "clip_ratio_c",
                       "entropy_coeff", "kl_coef", "cliprange_value", "value_scale", "value_norm",
                       "critic_warmup", "high_value_coef",

@@ -148,15 +148,16 @@ class StepEstimate:
 
 
 def update_passes(*, critic: bool, shared_critic: bool, reference: bool, gradient_checkpointing: bool,
-                  ppo_epochs: int) -> int:
+                  ppo_epochs: int, critic_epochs: int | None = None) -> int:
     """Forward-equivalent passes over every training token in a step: values, old and
     reference log-probs (one forward each), then per epoch a forward and a backward (about two
-    forwards) for the actor and for a separate critic, plus a recomputed forward with
+    forwards) for the actor and, per critic epoch, for a separate critic, plus a recomputed forward with
     checkpointing; a critic on the actor's backbone reads its values from the old log-probs'
     forward and trains its heads only (one forward)."""
     trained = 3 + int(gradient_checkpointing)
     critic_update = 0 if not critic else (1 if shared_critic else trained)
-    return int(critic and not shared_critic) + 1 + int(reference) + ppo_epochs * (trained + critic_update)
+    return (int(critic and not shared_critic) + 1 + int(reference) + ppo_epochs * trained
+            + (critic_epochs or ppo_epochs) * critic_update)
 
 
 def format_seconds(seconds: float) -> str:

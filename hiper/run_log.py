@@ -58,7 +58,8 @@ def first_turn_estimate(trainer, log) -> Callable[[TurnProgress], None]:
     steps_left = cfg.steps - trainer.step
     passes = update_passes(critic=trainer.critic is not None, shared_critic=cfg.shared_critic,
                            reference=cfg.kl_coef > 0,
-                           gradient_checkpointing=cfg.gradient_checkpointing, ppo_epochs=cfg.ppo_epochs)
+                           gradient_checkpointing=cfg.gradient_checkpointing, ppo_epochs=cfg.ppo_epochs,
+                           critic_epochs=cfg.critic_epochs)
     parameters = sum(p.numel() for p in trainer.actor.parameters())
 
     def on_turn(turn: TurnProgress) -> None:

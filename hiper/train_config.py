@@ -95,6 +95,8 @@ class TrainConfig:
                                              "vocabulary's table on the tiny gradients of the softmax normaliser")
     grad_clip: float = setting(1.0, "gradient-norm clip of every optimiser step")
     ppo_epochs: int = setting(1, "passes over each step's rollout")
+    critic_epochs: int | None = setting(None, "the critic's passes over each step's rollout (default: ppo_epochs); "
+                                              "more let it tell states apart before the actor reads it")
     mini_batch_size: int = setting(256, "rows (turns) per optimiser step")
     micro_batch_size: int | None = setting(None, "rows per forward pass; gradients accumulate over a mini-batch "
                                                  f"(default: the device profile's, cpu {CPU.micro_batch_size} / "
@@ -200,7 +202,7 @@ class TrainConfig:
 
 # The ranges of the numeric fields; a size left None (the device profile's) is checked once filled.
 _AT_LEAST_ONE = ("envs", "steps", "max_turns", "max_new_tokens", "max_prompt_length", "group_size", "ppo_epochs",
-                 "mini_batch_size", "micro_batch_size", "eval_envs")
+                 "critic_epochs", "mini_batch_size", "micro_batch_size", "eval_envs")
 _NOT_NEGATIVE = ("history_length", "temperature", "actor_lr", "critic_lr", "weight_decay", "entropy_coeff", "kl_coef",
                  "high_value_coef", "term_value_coef", "critic_warmup", "save_every", "eval_every", "workers",
                  "lora_rank", "micro_batch_tokens")

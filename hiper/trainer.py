@@ -342,7 +342,7 @@ class Trainer:
         norm.observe(targets, self.reducer)
         loss_sums = torch.zeros(len(targets), dtype=torch.float64)  # per head: the sum of its targets' losses
         target_counts = torch.zeros(len(targets), dtype=torch.float64)
-        for _ in range(cfg.ppo_epochs):
+        for _ in range(cfg.critic_epochs or cfg.ppo_epochs):
             for rows in self._minibatches(batch.num_rows):
                 self.critic_opt.zero_grad(set_to_none=True)
                 counts = [float(mask[rows].sum()) for _, _, mask, _ in targets]

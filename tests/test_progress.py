@@ -168,6 +168,8 @@ def test_update_passes_and_durations():
                          ppo_epochs=1) == 7   # a shared critic: values from the log-probs' forward, heads-only update
     assert update_passes(critic=False, shared_critic=False, reference=False, gradient_checkpointing=False,
                          ppo_epochs=2) == 7   # GRPO-style: old log-probs, 2 epochs of actor fwd + bwd
+    assert update_passes(critic=True, shared_critic=False, reference=True, gradient_checkpointing=True,
+                         ppo_epochs=1, critic_epochs=3) == 19  # 3 critic passes of 4 instead of 1
     assert [format_seconds(s) for s in (12, 150, 7200)] == ["12 s", "2.5 min", "2.0 h"]
 
 

@@ -158,3 +158,19 @@ def test_explained_variance_per_head():
     assert ev["low"] == pytest.approx(1 - 0.25 / 1.25) and ev["high"] == pytest.approx(0.0)
     assert ev["term"] == pytest.approx(1 - 4.0)                            # residual 2 t: Var(2 t) = 4 Var(t)
     assert explained_variance(values, [(0, targets_low, constant, 1.0)]) == {"low": None}
+
+
+def test_critic_epochs_sets_the_critics_passes_apart_from_the_actors(tmp_path):
+    """critic_epochs 3 with ppo_epochs 1 and one mini-batch: three critic optimiser steps, one actor step."""
+    trainer = Trainer(keychest_config(tmp_path, critic_epochs=3, ppo_epochs=1, envs=2, mini_batch_size=64))
+    counts = {"critic": 0, "actor": 0}
+    for name, optimiser in (("critic", trainer.critic_opt), ("actor", trainer.actor_opt)):
+        real_step = optimiser.step
+
+        def counted(*args, _name=name, _step=real_step, **kwargs):
+            counts[_name] += 1
+            return _step(*args, **kwargs)
+
+        optimiser.step = counted
+    trainer.train_step()
+    assert counts == {"critic": 3, "actor": 1}

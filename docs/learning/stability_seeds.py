@@ -14,6 +14,8 @@ below), each evaluated on the test's 48 held-out games after every step:
     hae-critic-warmup-1 HAE whose first step trains the critic only (critic_warmup 1)
     hae-value-norm-critic-warmup-1  both
     hae-value-norm-unwhitened  value_norm, and advantages not normalised by the batch's spread (norm_adv false)
+    hae-value-norm-critic-epochs-8  value_norm, and 8 critic passes over each step's rollout (the actor: 2)
+    hae-critic-epochs-8  8 critic passes, no value_norm
 
 One JSON line per run, with the per-step held-out success and, for HAE, the critic's mean high
 value at segment starts against its target after every step (what lags when the policy is lost).
@@ -39,7 +41,9 @@ from hiper.trainer import Trainer  # noqa: E402
 RECIPES = {"hae": ("hae", {}), "hae-value-scale-10": ("hae", {"value_scale": 10.0}), "grpo": ("grpo", {}),
            "hae-value-norm": ("hae", {"value_norm": True}), "hae-critic-warmup-1": ("hae", {"critic_warmup": 1}),
            "hae-value-norm-critic-warmup-1": ("hae", {"value_norm": True, "critic_warmup": 1}),
-           "hae-value-norm-unwhitened": ("hae", {"value_norm": True, "norm_adv": False})}
+           "hae-value-norm-unwhitened": ("hae", {"value_norm": True, "norm_adv": False}),
+           "hae-value-norm-critic-epochs-8": ("hae", {"value_norm": True, "critic_epochs": 8}),
+           "hae-critic-epochs-8": ("hae", {"critic_epochs": 8})}
 DEFAULT_RUNS = ("hae", "hae-value-scale-10", "grpo")
 
 
