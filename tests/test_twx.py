@@ -102,6 +102,7 @@ def test_bad_params_are_refused_naming_them(task, text, message):
         twx.parse_params(task, text)
 
 
+@needs_twx  # listing games checks their parameters with the game itself
 def test_splits_share_no_game_and_follow_the_schedule():
     train = game_list("twx", "train", tasks=["cookingworld"], params="ingredients=3")
     dev = game_list("twx", "dev", tasks=["cookingworld"], params="ingredients=3")
@@ -114,6 +115,16 @@ def test_splits_share_no_game_and_follow_the_schedule():
     assert step == training_specs("twx", "train", 8, 3, seed=5, group_size=2, tasks=["cookingworld"])
     assert step[0] == step[1] and step[0] != step[2]
     assert {s.kwargs["split"] for s in evaluation_specs("twx", None, 10)} == {"dev"}
+
+
+@needs_twx
+def test_params_the_game_itself_refuses_fail_before_any_game_is_built():
+    """twc puts away at most 4 items (TextWorld-Express's own limit): refused when the games are
+    listed, in one line with the game's reason, not at the first reset of a training run."""
+    with pytest.raises(ValueError, match=r"^game_params: TextWorld-Express refuses twc with .*numItemsToPutAway=5.*: "
+                                         r"Number of items to put away must be 4 or fewer"):
+        twx.games("train", "twc", "rooms=1,items=5", 10)
+    assert len(twx.games("train", "twc", "rooms=1,items=4", 10)) == len(twx.SPLITS["train"])
 
 
 def test_game_params_are_refused_where_games_take_none():

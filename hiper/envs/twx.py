@@ -42,6 +42,7 @@ ExpertError (demonstrations are played without expert noise).
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 
@@ -201,10 +202,21 @@ class TwxEnv(TextEnv):
         self._game = None  # the JVM object is released with the last reference; the JVM stays for the next game
 
 
+@functools.lru_cache(maxsize=None)
+def check_params_with_the_game(task: str, resolved: str) -> None:
+    """TextWorld-Express's own limits (e.g. twc puts away at most 4 items in one room): its game
+    generator refuses a parameter set with a message, checked once per (task, parameters) so a
+    bad one fails before any model is built, not at the first reset."""
+    refusal = str(_new_game_interface().load(task, resolved) or "").strip()
+    if refusal:
+        raise ValueError(f"game_params: TextWorld-Express refuses {task} with {resolved}: {refusal}")
+
+
 def games(split: str, task: str, params: str | None, max_steps: int) -> list[EnvSpec]:
     """Every game of a split for one task and parameter string, in seed order."""
     if split not in SPLITS:
         raise ValueError(f"split: TextWorld-Express has the splits {', '.join(SPLITS)}; got {split!r}")
     resolved = parse_params(task, params)
+    check_params_with_the_game(task, resolved)
     return [EnvSpec("twx", {"task": task, "seed": seed, "split": split, "params": resolved, "max_steps": max_steps})
             for seed in SPLITS[split]]
