@@ -126,3 +126,9 @@ def explained_variance(values: torch.Tensor, targets) -> dict[str, float | None]
         out[HEADS[head]] = (1.0 - float((target - value).var(unbiased=False)) / spread) if spread > 1e-12 \
             else None
     return out
+
+
+def critic_ready(explained: dict[str, float | None], minimum: float) -> bool:
+    """Whether every head explains at least `minimum` of its targets' variance (a head whose
+    targets did not vary, None, has nothing to explain and passes)."""
+    return all(share is None or share >= minimum for share in explained.values())

@@ -208,7 +208,7 @@ TRAIN_FLAG_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
                       "critic_epochs",
                       "mini_batch_size", "micro_batch_size", "gradient_checkpointing", "clip_ratio", "clip_ratio_c",
                       "entropy_coeff", "kl_coef", "cliprange_value", "value_scale", "value_norm",
-                      "critic_warmup", "high_value_coef",
+                      "critic_warmup", "min_explained_variance", "high_value_coef",
                       "term_value_coef", "shared_critic")),
     "LoRA and precision": ("adapters instead of full fine-tuning, autocast, and the size of the update passes",
                            ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "micro_batch_tokens",

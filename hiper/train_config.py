@@ -116,6 +116,9 @@ class TrainConfig:
                                       "update on, instead of climbing to it from zero (authors: off)")
     critic_warmup: int = setting(0, "first training steps that update the critic only, the actor held still "
                                     "until the critic has seen some returns (verl's critic_warmup)")
+    min_explained_variance: float = setting(0.0, "the actor trains on a step only if every value head explains at "
+                                                  "least this share of its targets' variance on the step's fresh "
+                                                  "rollout, read before the critic trains on it (0: always)")
     high_value_coef: float = setting(1.0, "weight of the high-level (segment) value head's loss")
     term_value_coef: float = setting(1.0, "weight of the termination value head's loss")
     shared_critic: bool = setting(False, "value heads on the actor's backbone instead of a copy of it (with LoRA: "
@@ -226,6 +229,8 @@ def _check_ranges(config: TrainConfig) -> None:
         refuse("clip_ratio_c", "> 1")  # the dual clip bounds the loss at clip_ratio_c x |advantage|
     if not 0 < config.top_p <= 1:
         refuse("top_p", "in (0, 1]")
+    if not 0 <= config.min_explained_variance <= 1:
+        refuse("min_explained_variance", "in [0, 1]")
     if not 0 <= config.lora_dropout < 1:
         refuse("lora_dropout", "in [0, 1)")
     if not any(t.strip() for t in config.lora_targets.split(",")):

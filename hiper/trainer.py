@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hiper import checkpoint, lora_base, models, run_log, runs
-from hiper.critic import Critic, explained_variance
+from hiper.critic import Critic, critic_ready, explained_variance
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
 from hiper.engines import make_engine, resolve_engine
 from hiper.estimators import estimate, needs_critic
@@ -266,7 +266,9 @@ class Trainer:
             timings["critic_update"] = time.perf_counter() - t
         actor_stats = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)
         timings["actor_update"] = 0.0
-        if self.step >= cfg.critic_warmup or self.critic is None:
+        actor_updated = self.critic is None or (self.step >= cfg.critic_warmup and critic_ready(
+            critic_stats["explained_variance"], cfg.min_explained_variance))
+        if actor_updated:
             self._phase("actor update")
             t = time.perf_counter()
             self.actor.train()
@@ -291,6 +293,7 @@ class Trainer:
             "forward_tokens": int(batch.input_ids.numel()),  # what each forward pass reads: rows x padded width
             "task_types": task_mix(cfg.env, step_specs),  # environments of the step (all ranks) per task type
             "loss_tokens": int(loss_mask.sum()),
+            "actor_updated": actor_updated,
             **critic_stats, **actor_stats,
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "compiled_fraction": compiled / max(timings["total"], 1e-9),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiper.critic import explained_variance
+from hiper.critic import critic_ready, explained_variance
 from hiper.trainer import Trainer, TrainConfig
 from hiper.value_norm import DECAY, MIN_STD, ValueNorm
 
@@ -174,3 +174,19 @@ def test_critic_epochs_sets_the_critics_passes_apart_from_the_actors(tmp_path):
         optimiser.step = counted
     trainer.train_step()
     assert counts == {"critic": 3, "actor": 1}
+
+
+def test_the_actor_waits_for_a_critic_that_explains_its_targets(tmp_path):
+    """min_explained_variance: no step whose fresh rollout the critic explains less than asked
+    moves the actor (1.0: never, short of a perfect critic); the critic trains regardless."""
+    assert critic_ready({"low": 0.5, "high": None, "term": 0.3}, 0.3)
+    assert not critic_ready({"low": 0.5, "high": 0.8, "term": 0.29}, 0.3)
+    trainer = Trainer(keychest_config(tmp_path, min_explained_variance=1.0))
+    actor0 = {k: v.clone() for k, v in trainer.actor.state_dict().items()}
+    critic0 = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
+    for _ in range(2):
+        assert trainer.train_step()["actor_updated"] is False
+    assert all(torch.equal(actor0[k], v) for k, v in trainer.actor.state_dict().items())
+    assert any(not torch.equal(critic0[k], v) for k, v in trainer.critic.state_dict().items())
+    with pytest.raises(ValueError, match="^min_explained_variance: must be in"):
+        TrainConfig(min_explained_variance=1.5)

@@ -16,6 +16,8 @@ below), each evaluated on the test's 48 held-out games after every step:
     hae-value-norm-unwhitened  value_norm, and advantages not normalised by the batch's spread (norm_adv false)
     hae-value-norm-critic-epochs-8  value_norm, and 8 critic passes over each step's rollout (the actor: 2)
     hae-critic-epochs-8  8 critic passes, no value_norm
+    hae-gated-10-steps  value_norm, 8 critic passes, and the actor trained only on steps whose fresh
+                        rollout every head explains to 0.3 or more (min_explained_variance), 10 steps
 
 One JSON line per run, with the per-step held-out success and, for HAE, the critic's mean high
 value at segment starts against its target after every step (what lags when the policy is lost).
@@ -43,7 +45,9 @@ RECIPES = {"hae": ("hae", {}), "hae-value-scale-10": ("hae", {"value_scale": 10.
            "hae-value-norm-critic-warmup-1": ("hae", {"value_norm": True, "critic_warmup": 1}),
            "hae-value-norm-unwhitened": ("hae", {"value_norm": True, "norm_adv": False}),
            "hae-value-norm-critic-epochs-8": ("hae", {"value_norm": True, "critic_epochs": 8}),
-           "hae-critic-epochs-8": ("hae", {"critic_epochs": 8})}
+           "hae-critic-epochs-8": ("hae", {"critic_epochs": 8}),
+           "hae-gated-10-steps": ("hae", {"value_norm": True, "critic_epochs": 8, "min_explained_variance": 0.3,
+                                          "steps": 10})}
 DEFAULT_RUNS = ("hae", "hae-value-scale-10", "grpo")
 
 
@@ -70,14 +74,16 @@ def main(seeds: list[int], runs: list[str]) -> None:
             for key, value in changes.items():
                 setattr(config, key, value)
             run = Watched(config, model=copy.deepcopy(model), tokenizer=tokenizer)
-            curve, high, invalid = [warm], [], []
+            curve, high, invalid, updated = [warm], [], [], []
             for _ in range(config.steps):
                 metrics = run.train_step()
                 curve.append(recipe.success_rate(run.actor, tokenizer, seed))
                 invalid.append(round(metrics["invalid_rate"], 3))
+                updated.append(metrics["actor_updated"])
                 high.append(getattr(run, "high", None))
             print(json.dumps({"seed": seed, "run": name, "changes": changes, "success": curve,
-                              "train_invalid_rate": invalid, "high_value_vs_target": high if estimator == "hae" else None,
+                              "train_invalid_rate": invalid, "actor_updated": updated,
+                              "high_value_vs_target": high if estimator == "hae" else None,
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
 
 
