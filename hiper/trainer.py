@@ -266,8 +266,9 @@ class Trainer:
             timings["critic_update"] = time.perf_counter() - t
         actor_stats = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)
         timings["actor_update"] = 0.0
-        actor_updated = self.critic is None or (self.step >= cfg.critic_warmup and critic_ready(
-            critic_stats["explained_variance"], cfg.min_explained_variance))
+        actor_updated = self.critic is None or (self.step >= cfg.critic_warmup and (
+            cfg.min_explained_variance <= 0 or critic_ready(critic_stats["explained_variance"],
+                                                            cfg.min_explained_variance)))
         if actor_updated:
             self._phase("actor update")
             t = time.perf_counter()

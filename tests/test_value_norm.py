@@ -188,5 +188,12 @@ def test_the_actor_waits_for_a_critic_that_explains_its_targets(tmp_path):
         assert trainer.train_step()["actor_updated"] is False
     assert all(torch.equal(actor0[k], v) for k, v in trainer.actor.state_dict().items())
     assert any(not torch.equal(critic0[k], v) for k, v in trainer.critic.state_dict().items())
+    # 0 (the default) means always, even when a head explains less than nothing (a negative share).
+    always = Trainer(keychest_config(tmp_path / "always", critic_lr=0.0))
+    torch.manual_seed(0)   # values that vary at random, unrelated to the targets: negative shares
+    always.critic.heads.linear.weight.data.normal_(0.0, 10.0)
+    metrics = always.train_step()
+    assert min(v for v in metrics["explained_variance"].values() if v is not None) < 0
+    assert metrics["actor_updated"] is True
     with pytest.raises(ValueError, match="^min_explained_variance: must be in"):
         TrainConfig(min_explained_variance=1.5)
