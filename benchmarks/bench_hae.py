@@ -1,4 +1,4 @@
-"""HAE benchmark: the compiled core vs the pure-PyTorch twin vs plain-Python loops.
+"""HAE benchmark: the compiled core vs PyTorch vs plain-Python loops.
 
 For each batch size it times, side by side in one process:
   (a) the per-turn core alone: layout, reward shaping, HAE recurrences, normalisation;
@@ -6,6 +6,13 @@ For each batch size it times, side by side in one process:
       outputs and with reused output buffers;
 and two floors measured in the same run: allocating and writing fresh output tensors of
 the same shapes, and writing the same bytes into reused buffers.
+
+Two PyTorch implementations of (b) stand beside the core: hiper.reference.hae_torch_fast,
+the whole estimator written for speed in eager PyTorch (the baseline the core is measured
+against), and hiper.reference.hae_torch, the op-by-op twin that serves as a second oracle.
+The (b) rows and the floors are timed interleaved (each call in turn, every round), and
+each gets its best and its median over the rounds: the best is the cost with the least
+interference from the rest of the machine, the median what a busy machine gives.
 
     python benchmarks/bench_hae.py                  # 128 and 1024 trajectories
     python benchmarks/bench_hae.py --trajectories 128 --skip-loops
@@ -24,9 +31,9 @@ import torch
 
 import hiper
 from hiper.integrations.verl import compute_hae_advantage
-from hiper.reference import hae_loops, hae_torch
+from hiper.reference import hae_loops, hae_torch, hae_torch_fast
 from hiper.synthetic import synthetic_rollout_batch
-from timing import cuda_median_ms, median_ms  # benchmarks/timing.py
+from timing import cuda_median_ms, interleaved_ms, median_ms  # benchmarks/timing.py
 
 FLOAT_KEYS = ["advantages", "advantages_low", "advantages_high", "advantages_term", "returns_low", "returns_high",
               "returns_term"]
@@ -34,8 +41,6 @@ MASK_KEYS = ["hae_lo_mask", "hae_hi_mask", "hae_term_mask"]
 CONFIG = hiper.HAEConfig(gamma=1.0, lam_turn=1.0, lam_seg=0.95, norm_adv=True, bootstrap_truncated=True,
                          keep_penalty=-0.3, keep_penalty_mode="normalized", invalid_action_penalty_coef=0.1,
                          keep_consistency_penalty=-0.3)
-
-
 
 
 def per_turn_inputs(b):
@@ -97,7 +102,41 @@ def reused_floor(bufs):
         buf.fill_(1)
 
 
-def bench(num_traj: int, repeats: int, skip_loops: bool) -> list[tuple[str, float]]:
+def check_agreement(b, masks):
+    """The core, the fast PyTorch baseline and the twin agree on this batch before any timing."""
+    compute_hae_advantage(b, CONFIG, **masks)
+    for name, impl in (("fast", hae_torch_fast), ("twin", hae_torch)):
+        other = impl.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks)
+        for k in FLOAT_KEYS:
+            torch.testing.assert_close(b.batch[k], other[k], rtol=0, atol=1e-4, msg=f"{name}: {k}")
+        for k in MASK_KEYS:
+            assert torch.equal(b.batch[k], other[k]), f"{name}: {k}"
+
+
+def drop_in_stages(b, masks, d, held) -> dict:
+    """The drop-in's main stages called one by one (hiper.hae_pipeline runs them in this order),
+    to see where its time goes beyond the output floor: the row scan (span flags, value read
+    positions and values), the keep-consistency check, the per-turn core and the token outputs."""
+    batch = b.batch
+    resp = batch["response_mask"]
+    value_masks = {k: batch[k] for k in ("value_mask_low", "value_mask_high", "value_mask_term")}
+    layout = hiper.build_layout(d["traj"], d["turn"], d["switch"])
+    turns = core_per_turn(d)
+    names = ("advantages", "advantages_low", "advantages_high", "advantages_term", "returns_low", "returns_high",
+             "returns_term", "lo_mask", "hi_mask", "term_mask")
+    return {
+        "  stage: row scan": lambda: hiper.row_scan(resp, **masks, **value_masks, values_low=batch["value_low"],
+                                                    values_high=batch["value_high"], values_term=batch["value_term"]),
+        "  stage: keep-consistency check":
+            lambda: hiper.subgoal_changed(layout, batch["responses"], masks["subgoal_mask"], resp),
+        "  stage: per-turn core": lambda: core_per_turn(d),
+        "  stage: token outputs, fresh": lambda: held.__setitem__("tokens", hiper.hae_token_outputs(
+            turns, resp, **masks, **value_masks, outputs=names)),
+    }
+
+
+def bench(num_traj: int, repeats: int, skip_loops: bool) -> list[tuple[str, float, float]]:
+    """Rows of (name, best ms, median ms); the first three rows are sizes (value, value)."""
     b = synthetic_rollout_batch(num_traj, seed=num_traj)
     n, length = b.batch["response_mask"].shape
     d = per_turn_inputs(b)
@@ -106,39 +145,45 @@ def bench(num_traj: int, repeats: int, skip_loops: bool) -> list[tuple[str, floa
     np_batch = {k: v.numpy() for k, v in b.batch.items()}
     np_masks = {k: v.numpy() for k, v in masks.items()}
     bufs = make_buffers((n, length))
-    floor_holder: dict = {}
+    fast_bufs = make_buffers((n, length))
     twin_bufs = {k: v for k, v in make_buffers((n, length)).items() if k in FLOAT_KEYS}
+    check_agreement(b, masks)
 
-    # Agreement before timing: the core and the twin against each other on this batch.
-    compute_hae_advantage(b, CONFIG, **masks)
-    twin = hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks)
-    for k in FLOAT_KEYS:
-        torch.testing.assert_close(b.batch[k], twin[k], rtol=0, atol=1e-4, msg=k)
-    for k in MASK_KEYS:
-        assert torch.equal(b.batch[k], twin[k]), k
-
-    rows = [("turns (N)", float(n)), ("tokens per row (L)", float(length)),
-            ("output MB", 10 * n * length * (len(FLOAT_KEYS) * 4 + len(MASK_KEYS)) / 10 / 2**20)]
-    rows.append(("(a) per-turn core: C++", median_ms(lambda: core_per_turn(d), repeats)))
-    rows.append(("(a) per-turn core: PyTorch twin", median_ms(lambda: twin_per_turn(dt), repeats)))
+    mb = n * length * (len(FLOAT_KEYS) * 4 + len(MASK_KEYS)) / 2**20
+    rows = [("turns (N)", n, n), ("tokens per row (L)", length, length), ("output MB", mb, mb)]
+    for name, fn in (("(a) per-turn core: C++", lambda: core_per_turn(d)),
+                     ("(a) per-turn core: PyTorch twin", lambda: twin_per_turn(dt))):
+        rows.append((name, *interleaved_ms({name: fn}, repeats)[name]))
     if not skip_loops:
-        rows.append(("(a) per-turn core: Python loops", median_ms(lambda: loops_per_turn(d), max(1, repeats // 10), 0)))
-    rows.append(("floor: allocate + write outputs", median_ms(lambda: fresh_floor((n, length), floor_holder), repeats)))
-    rows.append(("floor: write reused buffers", median_ms(lambda: reused_floor(bufs), repeats)))
-    rows.append(("(b) full: C++, fresh outputs", median_ms(lambda: compute_hae_advantage(b, CONFIG, **masks), repeats)))
-    rows.append(("(b) full: C++, reused buffers",
-                 median_ms(lambda: compute_hae_advantage(b, CONFIG, **masks, out=bufs), repeats)))
-    rows.append(("(b) full: PyTorch twin, fresh outputs",
-                 median_ms(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks),
-                        repeats)))
-    rows.append(("(b) full: PyTorch twin, reused buffers",
-                 median_ms(lambda: hae_torch.compute_hae_advantage(b.batch, b.non_tensor_batch, CONFIG, **masks,
-                                                                out=twin_bufs), repeats)))
+        ms = median_ms(lambda: loops_per_turn(d), max(1, repeats // 10), 0)
+        rows.append(("(a) per-turn core: Python loops", ms, ms))
+
+    # Each call's outputs replace the previous call's (as a trainer's step replaces the last
+    # step's), so the fresh rows allocate while the last outputs are still alive.
+    held: dict = {}
+    batch, meta = b.batch, b.non_tensor_batch
+    timed = {
+        "floor: allocate + write outputs": lambda: fresh_floor((n, length), held),
+        "floor: write reused buffers": lambda: reused_floor(bufs),
+        "(b) full: C++, fresh outputs": lambda: compute_hae_advantage(b, CONFIG, **masks),
+        "(b) full: C++, reused buffers": lambda: compute_hae_advantage(b, CONFIG, **masks, out=bufs),
+        "(b) full: PyTorch fast, fresh outputs":
+            lambda: held.__setitem__("fast", hae_torch_fast.compute_hae_advantage(batch, meta, CONFIG, **masks)),
+        "(b) full: PyTorch fast, reused buffers":
+            lambda: hae_torch_fast.compute_hae_advantage(batch, meta, CONFIG, **masks, out=fast_bufs),
+        "(b) full: PyTorch twin, fresh outputs":
+            lambda: held.__setitem__("twin", hae_torch.compute_hae_advantage(batch, meta, CONFIG, **masks)),
+        "(b) full: PyTorch twin, reused buffers":
+            lambda: hae_torch.compute_hae_advantage(batch, meta, CONFIG, **masks, out=twin_bufs),
+    }
+    timed.update(drop_in_stages(b, masks, d, held))
+    rows += [(name, best, median) for name, (best, median) in interleaved_ms(timed, repeats).items()]
     if not skip_loops:
         def loops_full():
             return hae_loops.compute_hae_advantage(np_batch, b.non_tensor_batch, CONFIG, **np_masks)
 
-        rows.append(("(b) full: Python loops", median_ms(loops_full, max(1, repeats // 10), 0)))
+        ms = median_ms(loops_full, max(1, repeats // 10), 0)
+        rows.append(("(b) full: Python loops", ms, ms))
     return rows
 
 
@@ -228,7 +273,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-loops", action="store_true", help="skip the slow plain-Python baseline")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch and hiper's pool (default: torch's count). On a machine whose "
+                             "cores are busy, 1 keeps torch's OpenMP barriers from waiting on preempted threads")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        hiper.set_num_threads(args.threads)
     if args.device == "cuda":
         if not (hiper.has_cuda() and torch.cuda.is_available()):
             raise SystemExit("--device cuda: this build of hiper or this torch has no usable CUDA device")
@@ -241,25 +292,29 @@ def main() -> None:
             for name, ms, note in rows[3:]:
                 print(f"{name:44s} {ms:9.3f}  {note}")
         return
-    print(f"hiper {hiper.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          "median wall time in ms")
+    print(f"hiper {hiper.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads "
+          f"({hiper.get_num_threads()} for hiper); wall time in ms, best and median of {args.repeats} "
+          "interleaved rounds")
     for num_traj in args.trajectories:
-        rows = dict(bench(num_traj, args.repeats, args.skip_loops))
-        print(f"\n{num_traj} trajectories x <= 50 turns: {int(rows['turns (N)'])} turns x "
-              f"{int(rows['tokens per row (L)'])} tokens, {rows['output MB']:.0f} MB of outputs")
-        print(f"{'':40s} {'ms':>9s}  ratio")
-        ref = {"(a)": rows["(a) per-turn core: C++"], "floor: a": rows["floor: allocate + write outputs"],
-               "floor: w": rows["floor: write reused buffers"]}
-        for name, ms in rows.items():
-            if name in ("turns (N)", "tokens per row (L)", "output MB"):
-                continue
+        rows = {name: (best, median) for name, best, median in bench(num_traj, args.repeats, args.skip_loops)}
+        (n, _), (length, _), (mb, _) = rows.pop("turns (N)"), rows.pop("tokens per row (L)"), rows.pop("output MB")
+        print(f"\n{num_traj} trajectories x <= 50 turns: {n} turns x {length} tokens, {mb:.0f} MB of outputs")
+        print(f"{'':40s} {'best':>8s} {'median':>8s}  ratio (best; median)")
+        for name, (best, median) in rows.items():
             if name.startswith("(a)"):
-                note = f"{ms / ref['(a)']:6.1f}x C++"
-            elif "reused" in name:
-                note = f"{ms / ref['floor: w']:6.2f}x reused floor"
+                base = rows["(a) per-turn core: C++"]
+                note = f"{best / base[0]:6.1f}x C++"
+            elif name.startswith("  stage"):
+                base = rows["(b) full: C++, fresh outputs"]
+                note = f"{best / base[0]:5.0%}; {median / base[1]:5.0%} of the full C++ (fresh)"
             else:
-                note = f"{ms / ref['floor: a']:6.2f}x fresh floor"
-            print(f"{name:40s} {ms:9.3f}  {note}")
+                reused = "reused" in name
+                base = rows["floor: write reused buffers" if reused else "floor: allocate + write outputs"]
+                note = f"{best / base[0]:5.2f}x; {median / base[1]:5.2f}x {'reused' if reused else 'fresh'} floor"
+                if "C++" in name:
+                    fast = rows[name.replace("C++", "PyTorch fast")]
+                    note += f"   {fast[0] / best:4.2f}x; {fast[1] / median:4.2f}x faster than PyTorch fast"
+            print(f"{name:40s} {best:8.3f} {median:8.3f}  {note}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,24 @@ def median_ms(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def interleaved_ms(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """{name: (best, median)} wall time of each fn() in milliseconds, the functions called in
+    turn within each of `repeats` rounds (after `warmup` untimed rounds), so that every one
+    sees the same machine: a neighbour's burst of work or a frequency change lands on all of
+    them, not on whichever was being timed then. The best is the cost with the least
+    interference, the median what a busy machine typically gives."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: (min(ts), statistics.median(ts)) for name, ts in times.items()}
+
+
 def cuda_median_ms(fn, repeats: int, warmup: int = 2) -> float:
     """Median time of fn() on the current CUDA stream in milliseconds, from CUDA events
     recorded around it (so gaps where the GPU waits for the host count too), after `warmup`

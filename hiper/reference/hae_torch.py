@@ -2,10 +2,10 @@
 
 No Python loop over rows, turns or tokens: rows are sorted once with two stable argsorts,
 segment recurrences run as log-depth reverse scans (a loop over log2 of the longest
-segment), and token outputs are broadcasts under masks. This is the benchmark's "plain
-PyTorch" baseline and a second oracle for the tests, so it is written to be as fast as
-PyTorch honestly gets while staying readable. Everything runs on the inputs' device (CPU or
-GPU), so the GPU benchmark times the same code.
+segment), and token outputs are broadcasts under masks. It mirrors the compiled ops one by
+one, for readability, and is a second oracle for the tests; the benchmark's PyTorch baseline
+is hiper.reference.hae_torch_fast, the whole estimator written for speed. Everything runs on
+the inputs' device (CPU or GPU), so the GPU benchmark times the same code.
 """
 from __future__ import annotations
 
