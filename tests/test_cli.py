@@ -488,7 +488,7 @@ def test_hiper_help_names_the_first_commands_and_they_parse(capsys):
     (["train", "--temprature=0.5"], "unrecognized arguments: --temprature=0.5; did you mean --temperature? "
                                     "(see hiper train --help)"),
     (["train", "--lr", "1", "--epochs", "2"], "unrecognized arguments: --lr 1 --epochs 2; did you mean --actor-lr, "
-                                              "--critic-lr (for --lr), --ppo-epochs (for --epochs)? "
+                                              "--critic-lr (for --lr), --ppo-epochs, --critic-epochs (for --epochs)? "
                                               "(see hiper train --help)"),
     (["rollout", "--turns", "3"], "unrecognized arguments: --turns 3; did you mean --max-turns? "
                                   "(see hiper rollout --help)"),

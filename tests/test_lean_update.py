@@ -127,13 +127,13 @@ def test_a_shared_critic_reads_its_values_from_the_log_probs_forward(tmp_path, m
     torch.testing.assert_close(both[..., 1:][mask], trainer._forward_all(batch, trainer.critic.values, R)[mask])
     # In a step: no values pass of its own, and the log-probs' passes return the hidden states.
     calls, values_calls = [], []
-    values = trainer.critic.values
+    head_outputs = trainer.critic.head_outputs  # every critic pass (values() reads through it)
 
     def counting_values(*args):
         values_calls.append(torch.is_grad_enabled())  # the critic update's passes run with gradients
-        return values(*args)
+        return head_outputs(*args)
 
-    monkeypatch.setattr(trainer.critic, "values", counting_values)
+    monkeypatch.setattr(trainer.critic, "head_outputs", counting_values)
 
     def counting(model, *args, **kwargs):
         calls.append((torch.is_grad_enabled(), kwargs.get("with_hidden", False)))
