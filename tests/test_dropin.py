@@ -48,13 +48,18 @@ OPTION_GRID = list(itertools.product(
 ))
 
 
+def option_config(norm, boot, mode, hi_sw, hi_sub, term_sw) -> hiper.HAEConfig:
+    """The HAEConfig of one OPTION_GRID point (the other settings fixed, none at a neutral value)."""
+    return hiper.HAEConfig(gamma=0.97, lam_turn=0.9, lam_seg=0.8, norm_adv=norm, bootstrap_truncated=boot,
+                           keep_penalty=-0.3, keep_penalty_mode=mode, invalid_action_penalty_coef=0.1,
+                           keep_consistency_penalty=-0.2, assign_high_to_switch=hi_sw,
+                           assign_high_to_subgoal=hi_sub, assign_term_to_switch=term_sw)
+
+
 @pytest.mark.parametrize("norm,boot,mode,hi_sw,hi_sub,term_sw", OPTION_GRID)
 def test_matches_oracle_every_option(norm, boot, mode, hi_sw, hi_sub, term_sw):
     seed = hash((norm, boot, mode, hi_sw, hi_sub, term_sw)) % 1000
-    cfg = hiper.HAEConfig(gamma=0.97, lam_turn=0.9, lam_seg=0.8, norm_adv=norm, bootstrap_truncated=boot,
-                          keep_penalty=-0.3, keep_penalty_mode=mode, invalid_action_penalty_coef=0.1,
-                          keep_consistency_penalty=-0.2, assign_high_to_switch=hi_sw,
-                          assign_high_to_subgoal=hi_sub, assign_term_to_switch=term_sw)
+    cfg = option_config(norm, boot, mode, hi_sw, hi_sub, term_sw)
     b = make_batch(seed)
     assert_outputs_match(b, run_both(b, cfg))
 

@@ -3,7 +3,6 @@ the compiled drop-in and, on small batches, the float64 loop oracle: the benchma
 two implementations of one function."""
 from __future__ import annotations
 
-import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +16,7 @@ from hiper.synthetic import synthetic_rollout_batch
 
 from batches import make_batch
 from numerics import assert_close
-from test_dropin import KEYS
+from test_dropin import KEYS, OPTION_GRID, option_config
 
 BENCH_CONFIG = hiper.HAEConfig(gamma=1.0, lam_turn=1.0, lam_seg=0.95, norm_adv=True, bootstrap_truncated=True,
                                keep_penalty=-0.3, keep_penalty_mode="normalized", invalid_action_penalty_coef=0.1,
@@ -55,22 +54,9 @@ def test_matches_core_on_the_benchmark_batch(num_traj):
     assert_same(got, core(b, BENCH_CONFIG, **masks_of(b)))
 
 
-OPTION_GRID = list(itertools.product(
-    [False, True],            # norm_adv
-    [False, True],            # bootstrap_truncated
-    ["fixed", "normalized"],  # keep_penalty_mode
-    [False, True],            # assign_high_to_switch
-    [False, True],            # assign_high_to_subgoal
-    [False, True],            # assign_term_to_switch
-))
-
-
 @pytest.mark.parametrize("norm,boot,mode,hi_sw,hi_sub,term_sw", OPTION_GRID)
 def test_matches_core_every_option(norm, boot, mode, hi_sw, hi_sub, term_sw):
-    cfg = hiper.HAEConfig(gamma=0.97, lam_turn=0.9, lam_seg=0.8, norm_adv=norm, bootstrap_truncated=boot,
-                          keep_penalty=-0.3, keep_penalty_mode=mode, invalid_action_penalty_coef=0.1,
-                          keep_consistency_penalty=-0.2, assign_high_to_switch=hi_sw,
-                          assign_high_to_subgoal=hi_sub, assign_term_to_switch=term_sw)
+    cfg = option_config(norm, boot, mode, hi_sw, hi_sub, term_sw)
     seed = OPTION_GRID.index((norm, boot, mode, hi_sw, hi_sub, term_sw))
     b = synthetic_rollout_batch(12, max_turns=12, length=48, mean_response=16, seed=seed, p_switch=0.3 + seed % 3 / 5)
     got = hae_torch_fast.compute_hae_advantage(b.batch, b.non_tensor_batch, cfg, **masks_of(b))
