@@ -130,5 +130,6 @@ def explained_variance(values: torch.Tensor, targets) -> dict[str, float | None]
 
 def critic_ready(explained: dict[str, float | None], minimum: float) -> bool:
     """Whether every head explains at least `minimum` of its targets' variance (a head whose
-    targets did not vary, None, has nothing to explain and passes)."""
-    return all(share is None or share >= minimum for share in explained.values())
+    targets did not vary, None, has nothing to explain and passes). A minimum of 0 or less asks
+    nothing: ready even when a head explains less than nothing (a negative share)."""
+    return minimum <= 0 or all(share is None or share >= minimum for share in explained.values())

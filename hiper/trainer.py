@@ -43,6 +43,9 @@ from hiper.train_config import FIELD_TYPES, PRECISIONS, TrainConfig, config_from
 
 __all__ = ["FIELD_TYPES", "PRECISIONS", "TrainConfig", "Trainer", "config_from_dict", "parse_value"]
 
+# What an actor update reports (token means); zeros on a step that holds the actor still.
+ACTOR_STATS = ("pg_loss", "entropy", "kl", "clip_frac")
+
 class Trainer:
     def __init__(self, config: TrainConfig, model=None, tokenizer=None, reducer: Reducer | None = None):
         from hiper import models
@@ -264,11 +267,10 @@ class Trainer:
             critic_stats.update(self._update_critic(batch, values, critic_targets, R))
             self.critic.eval()
             timings["critic_update"] = time.perf_counter() - t
-        actor_stats = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)
+        actor_stats = dict.fromkeys(ACTOR_STATS, 0.0)
         timings["actor_update"] = 0.0
-        actor_updated = self.critic is None or (self.step >= cfg.critic_warmup and (
-            cfg.min_explained_variance <= 0 or critic_ready(critic_stats["explained_variance"],
-                                                            cfg.min_explained_variance)))
+        actor_updated = self.critic is None or (self.step >= cfg.critic_warmup and critic_ready(
+            critic_stats["explained_variance"], cfg.min_explained_variance))
         if actor_updated:
             self._phase("actor update")
             t = time.perf_counter()
@@ -378,7 +380,7 @@ class Trainer:
         count, so gradient accumulation weighs tokens, not micro-batches). The logged stats are
         token means over every epoch's tokens."""
         cfg = self.config
-        sums = dict.fromkeys(("pg_loss", "entropy", "kl", "clip_frac"), 0.0)  # token sums
+        sums = dict.fromkeys(ACTOR_STATS, 0.0)  # token sums
         tokens = 0.0
         for _ in range(cfg.ppo_epochs):
             for rows in self._minibatches(batch.num_rows):
