@@ -133,8 +133,9 @@ class TrainConfig:
     micro_batch_tokens: int = setting(0, "token budget of a forward pass: rows sorted by length, each trimmed to "
                                          "its own prompt + response, as many per pass as fit (0: micro_batch_size "
                                          "rows, padded to the batch's width)")
-    precision: str = setting("auto", "autocast of the forward passes: bf16, fp32, or auto (bf16 on a GPU that "
-                                     "supports it, else fp32)", choices=PRECISIONS)
+    precision: str = setting("auto", "autocast of the forward passes: bf16, fp32, or auto (bf16 where the "
+                                     "hardware multiplies bf16 natively: a GPU that supports it, a CPU with "
+                                     "AVX512-BF16, AMX or Arm BF16; else fp32)", choices=PRECISIONS)
     # bookkeeping
     seed: int = setting(0, "random seed of the model's initialisation, the sampling and the game order")
     run_dir: str = setting("runs/hiper", "directory of metrics.jsonl, checkpoint/ and the TensorBoard logs")

@@ -39,6 +39,7 @@ from hiper.envs.registry import evaluation_specs, game_list, task_mix, training_
 from hiper.rollout import RolloutEngine
 # TrainConfig and its parsing live in hiper.train_config; they are importable from here too, as
 # scripts, tests and the docs have always imported them.
+from hiper.precision import resolve_bf16
 from hiper.train_config import FIELD_TYPES, PRECISIONS, TrainConfig, config_from_dict, parse_value
 
 __all__ = ["FIELD_TYPES", "PRECISIONS", "TrainConfig", "Trainer", "config_from_dict", "parse_value"]
@@ -138,7 +139,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank)
         self.step = 0
         self.run_dir = Path(cfg.run_dir)
-        self.bf16 = _uses_bf16(cfg.precision, self.device)
+        self.bf16, self.precision_reason = resolve_bf16(cfg.precision, self.device)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         # What train() shows while a step runs (nothing when train_step is called on its own).
         self._step_bar: StepBar | None = None
@@ -582,16 +583,6 @@ class Trainer:
                              "pass --resume to continue it or --overwrite true to start it over")
         if self.reducer.rank == 0 and self.config.overwrite:
             runs.clear_run(self.run_dir)
-
-
-def _uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether the forward passes run under bf16 autocast (TrainConfig.precision)."""
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-        if precision == "bf16" and not supported:
-            raise ValueError(f"precision: bf16 asked for, but {torch.cuda.get_device_name(device)} does not support it")
-        return precision == "bf16" or (precision == "auto" and supported)
-    return precision == "bf16"
 
 
 # Per-rank metrics averaged over ranks for the log (each rank has as many environments).

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,11 @@ import pytest
 
 # Test helpers (batches.py) live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# `precision auto` picks bf16 on a CPU that multiplies it natively (hiper.precision). The
+# suite's numerics must not depend on the machine that runs it, so every test, and every
+# command a test starts, sees a CPU without it unless the test says otherwise.
+os.environ.setdefault("HIPER_CPU_BF16", "0")
 
 
 @pytest.fixture

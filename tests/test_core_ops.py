@@ -129,6 +129,41 @@ def test_subgoal_changed_matches_oracle(requires_both, dtype):
     np.testing.assert_array_equal(got.numpy(), want)
 
 
+@pytest.mark.parametrize("length", [7, 8, 31, 33, 100, 517])
+def test_flag_bytes_are_any_nonzero_value(length):
+    """The row scan and the keep-consistency check read masks eight bytes at a time on the
+    CPU; a flag is any non-zero byte (2, 127, 128, 255 as much as 1), at every offset of a row
+    whose length is not a multiple of the word or the round."""
+    rng = np.random.default_rng(length)
+    n = 60
+    resp = (np.arange(length)[None] < rng.integers(0, length + 1, size=n)[:, None]) | (rng.random((n, length)) < 0.05)
+    masks = {k: rng.random((n, length)) < p for k, p in
+             (("action_mask", 0.02), ("subgoal_mask", 0.3), ("switch_mask", 0.01), ("value_mask_low", 0.01),
+              ("value_mask_high", 0.003), ("value_mask_term", 0.0))}
+
+    def as_bytes(mask):  # the same flags as uint8, each set byte one of the values above
+        return np.where(mask, rng.choice(np.array([1, 2, 127, 128, 255], np.uint8), size=mask.shape), 0).astype(np.uint8)
+
+    values = rng.normal(size=(n, length)).astype(np.float32)
+    want = hiper.row_scan(resp, **masks, values_low=values)
+    got = hiper.row_scan(as_bytes(resp), **{k: as_bytes(m) for k, m in masks.items()}, values_low=values)
+    for name in want._fields:
+        if getattr(want, name) is not None:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    np.testing.assert_array_equal(want.response_length, resp.sum(axis=1))
+    np.testing.assert_array_equal(want.has_subgoal, (masks["subgoal_mask"] & resp).any(axis=1))
+    np.testing.assert_array_equal(want.pos_low, hae_loops.value_positions(masks["value_mask_low"], resp))
+
+    d = random_rows(rng, 12, 5)
+    rows = len(d["traj"])
+    tokens = rng.integers(0, 2, size=(rows, length))
+    sub, r = masks["subgoal_mask"][:rows], resp[:rows]
+    lay = hiper.build_layout(d["traj"], d["turn"], d["switch"])
+    oracle = hae_loops.subgoal_changed(list(d["traj"]), d["turn"], tokens, sub, r, True)
+    got = hiper.subgoal_changed(lay, tokens, as_bytes(sub), as_bytes(r))
+    np.testing.assert_array_equal(got, oracle)
+
+
 def test_token_outputs_into_reused_buffers():
     rng = np.random.default_rng(4)
     L = 16

@@ -98,7 +98,7 @@ def test_bf16_autocast_on_the_cpu_keeps_log_probs_close_to_fp32(tmp_path):
 
     batch = ragged_batch(6)
     fp32, bf16 = tiny_trainer(tmp_path / "a"), tiny_trainer(tmp_path / "b", precision="bf16")
-    assert not fp32.bf16 and bf16.bf16  # auto is fp32 on a CPU
+    assert not fp32.bf16 and bf16.bf16  # auto is fp32 on a CPU without native bf16 (conftest)
     outs = [t._forward_all(batch, lambda ids, am, r: response_logprobs(t.actor, ids, am, r), R)[batch.response_mask]
             for t in (fp32, bf16)]
     assert not torch.equal(outs[0], outs[1])  # it did run in bf16

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "hiper/common.h"
+#include "hiper/flag_words.h"
 
 namespace hiper {
 
@@ -29,20 +30,35 @@ struct RowScanParams {
   float* value_at[3] = {nullptr, nullptr, nullptr};  // (N,) values[h][i, value_pos[h][i]]
 };
 
-// First position where both masks are set, or -1. Scans blocks of 32 with a branch-free
-// (vectorisable) test and looks inside a block only on a hit: spans usually sit early in a
-// response, but an empty mask costs a full row.
+// First position where both masks are set, or -1. The CPU tests eight positions per word
+// (flag_words.h); a CUDA thread scans blocks of 32 with a branch-free test and looks inside a
+// block only on a hit. Spans usually sit early in a response, but an empty mask costs a full row.
 HIPER_HOST_DEVICE index_t first_both(const flag_t* a, const flag_t* b, index_t n) {
+#if defined(HIPER_FLAG_WORDS)
+  return first_both_words(a, b, n);
+#else
   constexpr index_t kBlock = 32;
   index_t j = 0;
   for (; j + kBlock <= n; j += kBlock) {
     int hit = 0;  // int, not bool: gcc vectorises integer reductions only
-    for (index_t k = 0; k < kBlock; ++k) hit |= static_cast<int>(a[j + k] != 0) & static_cast<int>(b[j + k] != 0);
+    for (index_t k = 0; k < kBlock; ++k) hit |= bit(a[j + k]) & bit(b[j + k]);
     if (hit != 0) break;
   }
   for (; j < n; ++j)
-    if ((a[j] != 0) & (b[j] != 0)) return j;
+    if (bit(a[j]) & bit(b[j])) return j;
   return -1;
+#endif
+}
+
+// Set flags in [0, n).
+HIPER_HOST_DEVICE index_t count_set(const flag_t* p, index_t n) {
+#if defined(HIPER_FLAG_WORDS)
+  return count_flags(p, n);
+#else
+  int32_t count32 = 0;  // 32-bit accumulator vectorises better; L < 2^31 is checked at the boundary
+  for (index_t j = 0; j < n; ++j) count32 += bit(p[j]);
+  return count32;
+#endif
 }
 
 // What positions [j0, j1) of one row contribute to its summary. The CPU scans a row as one
@@ -59,9 +75,7 @@ HIPER_HOST_DEVICE RowScanPartial row_scan_partial(const RowScanParams& p, index_
   const index_t base = i * p.length;
   const flag_t* resp = p.response_mask + base;
   RowScanPartial s;
-  int32_t count32 = 0;  // 32-bit accumulator vectorises better; L < 2^31 is checked at the boundary
-  for (index_t j = j0; j < j1; ++j) count32 += static_cast<int32_t>(resp[j] != 0);
-  s.count = count32;
+  s.count = count_set(resp + j0, j1 - j0);
   auto first = [&](const flag_t* mask) {
     const index_t f = mask == nullptr ? -1 : first_both(mask + base + j0, resp + j0, j1 - j0);
     return f >= 0 ? j0 + f : kNoPosition;
