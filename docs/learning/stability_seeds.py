@@ -20,6 +20,8 @@ below), each evaluated on the test's 48 held-out games after every step:
                         rollout every head explains to 0.3 or more (min_explained_variance), 10 steps
     hae-no-truncation-bootstrap  episodes cut by the turn cap end at 0 (bootstrap_truncated false)
     hae-value-norm-no-truncation-bootstrap  both
+    hae-unwhitened      advantages not normalised by the batch's spread (norm_adv false)
+    hae-unwhitened-no-truncation-bootstrap  norm_adv false and bootstrap_truncated false
 
 One JSON line per run, with the per-step held-out success and, for HAE, the critic's mean high
 value at segment starts against its target after every step (what lags when the policy is lost).
@@ -51,7 +53,9 @@ RECIPES = {"hae": ("hae", {}), "hae-value-scale-10": ("hae", {"value_scale": 10.
            "hae-gated-10-steps": ("hae", {"value_norm": True, "critic_epochs": 8, "min_explained_variance": 0.3,
                                           "steps": 10}),
            "hae-no-truncation-bootstrap": ("hae", {"bootstrap_truncated": False}),
-           "hae-value-norm-no-truncation-bootstrap": ("hae", {"value_norm": True, "bootstrap_truncated": False})}
+           "hae-value-norm-no-truncation-bootstrap": ("hae", {"value_norm": True, "bootstrap_truncated": False}),
+           "hae-unwhitened": ("hae", {"norm_adv": False}),
+           "hae-unwhitened-no-truncation-bootstrap": ("hae", {"norm_adv": False, "bootstrap_truncated": False})}
 DEFAULT_RUNS = ("hae", "hae-value-scale-10", "grpo")
 
 
