@@ -35,6 +35,17 @@ def clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
+def claim_run_dir(run_dir: Path, reducer, overwrite: bool) -> None:
+    """A new run: refuse a run_dir that holds another run, or clear it with `overwrite`. Rank 0
+    decides for every rank (`reducer`), so none is left waiting for a rank that raised."""
+    found = existing_run(run_dir) if reducer.rank == 0 and not overwrite else []
+    if reducer.max(len(found)) > 0:
+        raise ValueError(f"run_dir: {run_dir} already holds a run ({', '.join(found) or 'see rank 0'}); "
+                         "pass --resume to continue it or --overwrite true to start it over")
+    if reducer.rank == 0 and overwrite:
+        clear_run(run_dir)
+
+
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Appends one step's row, flushed to disk before the step's checkpoint is written, so that
     after any crash metrics.jsonl reaches at least as far as the checkpoint."""

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hiper import checkpoint, lora_base, models, run_log, runs
+from hiper import checkpoint, critic_features, lora_base, models, run_log, runs
 from hiper.critic import Critic, critic_ready, explained_variance
 from hiper.distributed import Reducer, average_gradients, broadcast_parameters, init_from_environment
 from hiper.engines import make_engine, resolve_engine
@@ -189,11 +189,13 @@ class Trainer:
         """(N, R, 3) the critic's low / high / term values of every row, in the returns' units."""
         return self._forward_all(batch, self.critic.values, R)
 
-    def _logprobs_and_values(self, ids: torch.Tensor, am: torch.Tensor, r: int, temperature: float) -> torch.Tensor:
-        """(n, r, 1 + heads): the actor's log-probs, then the shared critic's values (in the returns'
-        units), from one forward."""
+    def _logprobs_and_values(self, ids: torch.Tensor, am: torch.Tensor, r: int, temperature: float,
+                             with_hidden: bool) -> torch.Tensor:
+        """(n, r, 1 + heads [+ hidden]): the actor's log-probs, the shared critic's values (in the
+        returns' units) and, with_hidden, the hidden states its heads read, from one forward."""
         logp, hidden = response_logprobs(self.actor, ids, am, r, temperature=temperature, with_hidden=True)
-        return torch.cat([logp.unsqueeze(-1), self.critic.norm.to_returns(self.critic.heads(hidden))], dim=-1)
+        values = self.critic.norm.to_returns(self.critic.heads(hidden))
+        return torch.cat([logp.unsqueeze(-1), values] + ([hidden.float()] if with_hidden else []), dim=-1)
 
     # ------------------------------------------------------------------ one training step
     def _phase(self, name: str) -> None:
@@ -225,15 +227,18 @@ class Trainer:
         spans = self.masker(batch.responses, batch.response_mask, include_tags=True)
         timings["masks"] = time.perf_counter() - t
 
-        values = None
+        values = hidden = None
         # Scored at the rollout's sampling temperature: the policy that produced the responses.
         T = cfg.temperature
         if self.critic is not None and self.critic.shared:
-            # Heads on the actor's backbone: values and old log-probs from the same forward.
+            # Heads on the actor's backbone: values and old log-probs from the same forward, and the
+            # hidden states the critic update fits the heads on (hiper.critic_features).
             self._phase("values and log-probs")
             t = time.perf_counter()
-            both = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T), R)
-            old_logp, values = both[..., 0], both[..., 1:]
+            keep = critic_features.fits(batch.num_rows, R, self.actor.config.hidden_size)
+            both = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T, keep), R)
+            old_logp, values = both[..., 0], both[..., 1:1 + self.critic.num_heads]
+            hidden = both[..., 1 + self.critic.num_heads:] if keep else None
             timings["values"] = 0.0
         else:
             if self.critic is not None:
@@ -254,6 +259,8 @@ class Trainer:
 
         t = time.perf_counter()
         advantages, loss_mask, critic_targets = self.advantages(rollout, spans, values)
+        features = None if hidden is None else critic_features.TargetFeatures.at_targets(hidden, critic_targets)
+        hidden = None  # only the targets' positions are kept
         timings["advantages"] = time.perf_counter() - t
 
         # Train mode only around the updates: activation checkpointing applies in train mode,
@@ -265,7 +272,7 @@ class Trainer:
             self._phase("critic update")
             t = time.perf_counter()
             self.critic.train()
-            critic_stats.update(self._update_critic(batch, values, critic_targets, R))
+            critic_stats.update(self._update_critic(batch, values, critic_targets, R, features))
             self.critic.eval()
             timings["critic_update"] = time.perf_counter() - t
         actor_stats = dict.fromkeys(ACTOR_STATS, 0.0)
@@ -332,7 +339,18 @@ class Trainer:
         means = self.reducer.mean({str(k): count for k, count in enumerate(counts)})
         return [means[str(k)] for k in range(len(counts))]
 
-    def _update_critic(self, batch, old_values, targets, R) -> dict:
+    def _critic_passes(self, batch, rows, R: int, features):
+        """(batch rows, their (n, R, heads) head outputs) of a mini-batch: from the hidden states
+        kept from the scoring pass in one piece, or by the backbone in micro-batches."""
+        if features is not None:
+            yield rows, features.head_outputs(self.critic.heads, rows, R, self.device).float().cpu()
+            return
+        for idx, ids, am, r in self._micro_batches(batch, rows, R):
+            with self.autocast:
+                v = self.critic.head_outputs(ids.to(self.device), am.to(self.device), r)
+            yield idx, widen(v.float().cpu(), R)
+
+    def _update_critic(self, batch, old_values, targets, R, features=None) -> dict:
         """Clipped value regression of every head on its own target positions. Each head's loss
         is a token mean over its targets in the whole mini-batch (micro-batches pass that count),
         so gradient accumulation weighs targets, not micro-batches. critic_loss is logged as the
@@ -355,10 +373,7 @@ class Trainer:
                 counts = [float(mask[rows].sum()) for _, _, mask, _ in targets]
                 norms = self._token_normalisers(counts)
                 # A rank may get an empty mini-batch: no passes, an all-reduce of zero gradients.
-                for idx, ids, am, r in self._micro_batches(batch, rows, R):
-                    with self.autocast:
-                        v = widen(self.critic.head_outputs(ids.to(self.device), am.to(self.device), r).float().cpu(),
-                                  R)
+                for idx, v in self._critic_passes(batch, rows, R, features):
                     loss = 0.0
                     for k, (h, ret, mask, coef) in enumerate(targets):
                         # In the heads' own units (hiper.value_norm), the clip too.
@@ -498,7 +513,7 @@ class Trainer:
             if main:
                 runs.truncate_metrics(self.run_dir, self.step)
         else:
-            self._claim_run_dir()
+            runs.claim_run_dir(self.run_dir, self.reducer, self.config.overwrite)
         if not main:
             log = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -573,16 +588,6 @@ class Trainer:
     def banner(self, resume: bool = False) -> list[str]:
         """What train() prints before the first step (hiper.run_log.banner)."""
         return run_log.banner(self, resume)
-
-    def _claim_run_dir(self) -> None:
-        """A new run: refuse a run_dir that holds another run, or clear it with config.overwrite.
-        Rank 0 decides for every rank, so none is left waiting for a rank that raised."""
-        found = runs.existing_run(self.run_dir) if self.reducer.rank == 0 and not self.config.overwrite else []
-        if self.reducer.max(len(found)) > 0:
-            raise ValueError(f"run_dir: {self.run_dir} already holds a run ({', '.join(found) or 'see rank 0'}); "
-                             "pass --resume to continue it or --overwrite true to start it over")
-        if self.reducer.rank == 0 and self.config.overwrite:
-            runs.clear_run(self.run_dir)
 
 
 # Per-rank metrics averaged over ranks for the log (each rank has as many environments).
