@@ -541,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead of one run's curves: each method's held-out success against the step, the mean "
                          "over its runs (seeds) and their min-max band (needs --out)")
     pl.add_argument("--title", default="", help="the --compare figure's title")
+    from hiper import plan
+
+    plan.add_arguments(command("plan", "GPU memory per rank of a training run, with and without FSDP sharding",
+                               lambda args: plan.main(args)))
     _add_bench(sub)
     return parser
 
