@@ -68,8 +68,12 @@ def run_config(estimator: str, run_dir, seed: int = SEED) -> TrainConfig:
     """The loop's settings. Two PPO epochs over each step's 16 episodes at a small learning rate:
     larger steps of Adam (whose first updates are sign-like, every weight moving by the full
     rate) knock the tiny policy off its format. The token embeddings stay as fine-tuning left
-    them (freeze_embeddings)."""
+    them (freeze_embeddings). HAE's advantages are not whitened over the batch (norm_adv false,
+    the authors whiten): when most of 16 episodes win, their spread is mostly the critic's error,
+    and whitening made that error a full-size push against the winning actions on 2 of 7 seeds
+    (docs/learning/stability.md)."""
     return TrainConfig(env="keychest", estimator=estimator, group_size=4 if estimator == "grpo" else 1, seed=seed,
+                       norm_adv=False,  # unwhitened: docs/learning/stability.md, "Whitening over few turns"
                        envs=16, steps=STEPS, max_turns=MAX_TURNS, max_new_tokens=MAX_NEW_TOKENS,
                        temperature=TEMPERATURE, actor_lr=2e-4, critic_lr=2e-3, ppo_epochs=2, kl_coef=0.0,
                        entropy_coeff=0.0, mini_batch_size=16, micro_batch_size=16, freeze_embeddings=True,

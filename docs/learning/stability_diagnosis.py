@@ -62,6 +62,7 @@ def main(seed: int, steps: int, changes: dict) -> None:
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     model, _ = recipe.fine_tuned(tokenizer, seed)
     config = recipe.run_config("hae", Path(f"runs/stability-diagnosis/hae-{seed}"), seed)
+    config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
     config.steps = steps
     for name, value in changes.items():
         setattr(config, name, value)

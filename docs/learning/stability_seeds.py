@@ -5,9 +5,11 @@
 
 Each seed: the test's warm start (tests/test_learning.py: a tiny model fine-tuned on a noisy
 expert's keychest demonstrations, seeded), then runs of its recipe (by default the first three
-below), each evaluated on the test's 48 held-out games after every step:
+below), each evaluated on the test's 48 held-out games after every step. Every recipe starts
+from the test's settings with whitened advantages (norm_adv true), as they were when these runs
+were made; those that say so change it:
 
-    hae                 the recipe as the test runs it (value_scale 1: the critic predicts returns as they are)
+    hae                 the test's recipe as it was until it stopped whitening advantages (norm_adv true)
     hae-value-scale-10  the same with the critic predicting returns / 10
     grpo                the flat GRPO baseline (groups of 4), no critic
     hae-value-norm      HAE with running normalisation of each value head's targets (value_norm)
@@ -20,7 +22,7 @@ below), each evaluated on the test's 48 held-out games after every step:
                         rollout every head explains to 0.3 or more (min_explained_variance), 10 steps
     hae-no-truncation-bootstrap  episodes cut by the turn cap end at 0 (bootstrap_truncated false)
     hae-value-norm-no-truncation-bootstrap  both
-    hae-unwhitened      advantages not normalised by the batch's spread (norm_adv false)
+    hae-unwhitened      advantages not normalised by the batch's spread (norm_adv false): the test's recipe now
     hae-unwhitened-no-truncation-bootstrap  norm_adv false and bootstrap_truncated false
 
 One JSON line per run, with the per-step held-out success and, for HAE, the critic's mean high
@@ -79,6 +81,7 @@ def main(seeds: list[int], runs: list[str]) -> None:
             estimator, changes = RECIPES[name]
             start = time.perf_counter()
             config = recipe.run_config(estimator, Path("runs/stability-seeds") / f"{name}-{seed}", seed)
+            config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
             for key, value in changes.items():
                 setattr(config, key, value)
             run = Watched(config, model=copy.deepcopy(model), tokenizer=tokenizer)
