@@ -190,7 +190,7 @@ class Trainer:
         return self._forward_all(batch, self.critic.values, R)
 
     def _logprobs_and_values(self, ids: torch.Tensor, am: torch.Tensor, r: int, temperature: float,
-                             with_hidden: bool) -> torch.Tensor:
+                             with_hidden: bool = False) -> torch.Tensor:
         """(n, r, 1 + heads [+ hidden]): the actor's log-probs, the shared critic's values (in the
         returns' units) and, with_hidden, the hidden states its heads read, from one forward."""
         logp, hidden = response_logprobs(self.actor, ids, am, r, temperature=temperature, with_hidden=True)
