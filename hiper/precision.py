@@ -78,7 +78,7 @@ def resolve_bf16(precision: str, device: torch.device) -> tuple[bool, str]:
     if precision == "auto":
         if feature is not None:
             return True, f"auto: the CPU multiplies bf16 natively ({feature})"
-        return False, "auto: the CPU has no native bf16 matmul (AVX512-BF16, AMX or Arm BF16), where bf16 is slower"
+        return False, "auto: no native bf16 matmul on this CPU"
     if precision == "bf16" and feature is None:
-        return True, "asked for; this CPU emulates bf16 matmuls, which is slower than fp32"
+        return True, "asked for; this CPU emulates bf16 matmuls, slower than fp32"
     return precision == "bf16", "asked for"

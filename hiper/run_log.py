@@ -27,7 +27,7 @@ def banner(trainer, resume: bool = False) -> list[str]:
     elif cfg.model is None and Path(name) == models.cache_dir() / models.DEFAULT_MODEL:
         name = f"SmolLM2-135M-Instruct (the offline default, {name})"
     precision = str(next(trainer.actor.parameters()).dtype).removeprefix("torch.") + " weights"
-    precision += (", bf16 autocast" if trainer.bf16 else ", fp32") + f" ({trainer.precision_reason})"
+    precision += (", bf16 autocast" if trainer.bf16 else ", fp32 compute") + f" ({trainer.precision_reason})"
     if trainer.lora:
         trained = sum(p.numel() for p in trainer.actor_parameters)
         precision += f", LoRA rank {cfg.lora_rank} ({trained / 1e6:.2f}M trained)"

@@ -78,7 +78,9 @@ class TrainConfig:
     gamma: float = setting(1.0, "discount, in [0, 1]")
     lam_turn: float = setting(1.0, "GAE lambda of the turn level (the flat baselines' lambda), in [0, 1]")
     lam_seg: float = setting(0.95, "GAE lambda of the segment level, in [0, 1]")
-    norm_adv: bool = setting(True, "normalise each advantage over the turns it lands on")
+    norm_adv: bool = setting(True, "normalise each advantage over the turns it lands on (the authors' setting; "
+                                   "with small batches that mostly win, false kept the keychest policy where "
+                                   "true lost it: docs/learning/stability.md)")
     bootstrap_truncated: bool = setting(True, "bootstrap episodes cut by the turn cap from their own values")
     keep_penalty: float = setting(-0.3, "reward added to KEEP turns")
     keep_penalty_mode: str = setting("normalized", "fixed: keep_penalty on every KEEP turn; normalized: "

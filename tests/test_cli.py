@@ -410,7 +410,9 @@ def test_every_flag_has_a_description_and_shows_its_default(monkeypatch):
     text = " ".join(parser["hiper train"].format_help().split())
     assert "--model MODEL Hugging Face name or path of the policy (default: SmolLM2-135M-Instruct, offline)" in text
     assert "--lam-seg LAM_SEG GAE lambda of the segment level, in [0, 1] (default: 0.95)" in text
-    assert "--norm-adv [true|false] normalise each advantage over the turns it lands on (default: true)" in text
+    assert ("--norm-adv [true|false] normalise each advantage over the turns it lands on (the authors' setting; "
+            "with small batches that mostly win, false kept the keychest policy where true lost it: "
+            "docs/learning/stability.md) (default: true)") in text
     assert "--estimator {hae,gae,turn_gae,grpo,rloo,gigpo}" in text
     assert "--keep-penalty-mode {fixed,normalized}" in text and "--gigpo-mode {mean_norm,mean_std_norm}" in text
     assert "--env ENV alfworld, textworld, scienceworld, twx (TextWorld-Express), keychest, or module:attribute" in text

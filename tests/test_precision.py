@@ -34,7 +34,7 @@ def test_auto_is_bf16_on_a_cpu_that_multiplies_it_natively(cpu_flags, feature):
 def test_auto_is_fp32_on_a_cpu_without_native_bf16(cpu_flags):
     cpu_flags("sse2", "avx2", "avx512f", "avx512bw")  # AVX-512 alone is not enough
     used, why = resolve_bf16("auto", CPU)
-    assert not used and "no native bf16" in why
+    assert not used and why == "auto: no native bf16 matmul on this CPU"
     used, why = resolve_bf16("bf16", CPU)  # asked for: honoured, with a warning in the reason
     assert used and "emulates" in why
     assert resolve_bf16("fp32", CPU) == (False, "asked for")
@@ -69,4 +69,5 @@ def test_the_trainer_autocasts_by_the_rule_and_its_banner_says_why(tmp_path, cpu
     cpu_flags("avx2")
     plain = tiny_trainer(tmp_path / "plain", steps=1)
     assert not plain.bf16
-    assert "fp32 (auto: the CPU has no native bf16 matmul" in "\n".join(run_log.banner(plain, False))
+    assert "float32 weights, fp32 compute (auto: no native bf16 matmul on this CPU)" in "\n".join(
+        run_log.banner(plain, False))

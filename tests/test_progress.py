@@ -215,7 +215,8 @@ def test_hiper_train_prints_the_banner_the_estimate_and_its_bars(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1].startswith("model: a tiny random Llama (") and lines[1].endswith(
-        "M parameters) on cpu, float32 weights; generation: hf generate")
+        "M parameters) on cpu, float32 weights, fp32 compute (auto: no native bf16 matmul on this CPU); "
+        "generation: hf generate")
     assert lines[2] == ("sizes: cpu profile (device cpu): envs 2, max_turns 4, micro_batch_size 4; "
                         "set explicitly: max_new_tokens 8")
     assert lines[3] == ("run: 1 step(s) of 2 environments x 4 turns x 8 new tokens, micro-batches of 4 rows, "
