@@ -343,7 +343,8 @@ class Trainer:
         """(batch rows, their (n, R, heads) head outputs) of a mini-batch: from the hidden states
         kept from the scoring pass in one piece, or by the backbone in micro-batches."""
         if features is not None:
-            yield rows, features.head_outputs(self.critic.heads, rows, R, self.device).float().cpu()
+            if len(rows):  # an empty mini-batch (a rank short of rows) has no pass, as below
+                yield rows, features.head_outputs(self.critic.heads, rows, R, self.device).float().cpu()
             return
         for idx, ids, am, r in self._micro_batches(batch, rows, R):
             with self.autocast:

@@ -39,6 +39,9 @@ def test_reusing_the_scoring_pass_gives_the_heads_a_backbone_pass_gives(tmp_path
         b = reuse.critic.heads.state_dict()[name]
         assert torch.allclose(a, b, rtol=0, atol=1e-6), f"{name}: worst difference {float((a - b).abs().max()):.3g}"
     assert reuse_metrics["critic_loss"] == pytest.approx(rerun_metrics["critic_loss"], rel=1e-5, abs=1e-7)
+    # A rank short of rows gets an empty mini-batch: no pass (and no backward through nothing).
+    kept = TargetFeatures.at_targets(torch.zeros(2, 4, 64), [(0, None, torch.ones(2, 4, dtype=torch.bool), 1.0)])
+    assert list(reuse._critic_passes(None, torch.tensor([], dtype=torch.long), 4, kept)) == []
 
 
 def test_target_features_put_each_head_output_where_its_row_and_column_are():
