@@ -128,7 +128,9 @@ def test_params_the_game_itself_refuses_fail_before_any_game_is_built():
 
 
 def test_game_params_are_refused_where_games_take_none():
-    with pytest.raises(ValueError, match="game_params: keychest games take no parameters"):
+    with pytest.raises(ValueError, match="game_params: alfworld games take no parameters"):
+        game_list("alfworld", "valid_unseen", data="sample", params="rooms=2")
+    with pytest.raises(ValueError, match="game_params: keychest takes doors, key_reward; got 'rooms'"):
         game_list("keychest", "train", params="rooms=2")
 
 

@@ -92,7 +92,7 @@ class Family:
         if split not in self.splits:
             raise ValueError(f"split: {self.name} has the splits {', '.join(self.splits)}; got {split!r}")
         if options.params and not self.takes_params:
-            raise ValueError(f"game_params: {self.name} games take no parameters (TextWorld-Express games do)")
+            raise ValueError(f"game_params: {self.name} games take no parameters (TextWorld-Express and keychest games do)")
         source = self.splits[split]
         specs = list(source(split, options) if callable(source) else source)
         if not specs:
@@ -149,7 +149,7 @@ def _twx_games(split: str, options: GameOptions) -> list[EnvSpec]:
 def _keychest_games(split: str, options: GameOptions) -> list[EnvSpec]:
     if options.tasks:
         raise ValueError("tasks: keychest games have no task subsets")
-    return keychest.games(split)
+    return keychest.games(split, options.params)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -172,7 +172,7 @@ register(Family("scienceworld", {s: _scienceworld_games for s in ("train", "dev"
 register(Family("twx", {s: _twx_games for s in twx.SPLITS}, eval_split="dev", report_split="test", role=twx.ROLE,
                 task_type=lambda spec: spec.kwargs["task"], takes_params=True))
 register(Family("keychest", {s: _keychest_games for s in ("train", "test")},
-                role=keychest.ROLE, task_type=lambda spec: "keychest"))
+                role=keychest.ROLE, task_type=lambda spec: "keychest", takes_params=True))
 
 
 def family(name: str) -> Family:
