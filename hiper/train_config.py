@@ -48,7 +48,8 @@ class TrainConfig:
     tasks: str = setting("", "comma-separated ALFWorld task types, ScienceWorld tasks or TextWorld-Express games "
                              "(default: every ALFWorld type; ScienceWorld boil; TextWorld-Express cookingworld)")
     game_params: str = setting("", "parameters of generated games as name=value,... (TextWorld-Express: rooms, "
-                                   "ingredients, items, distractors, doors, distance; see hiper.envs.twx)")
+                                   "ingredients, items, distractors, doors, distance; see hiper.envs.twx; "
+                                   "keychest: doors, key_reward)")
     envs: int | None = setting(None, "environments per step (and rank) "
                                      f"(default: the device profile's, cpu {CPU.envs} / gpu {GPU.envs}; authors: 128)")
     steps: int = setting(2, "training steps (authors: 150)")
