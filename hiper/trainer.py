@@ -47,6 +47,7 @@ __all__ = ["FIELD_TYPES", "PRECISIONS", "TrainConfig", "Trainer", "config_from_d
 # What an actor update reports (token means); zeros on a step that holds the actor still.
 ACTOR_STATS = ("pg_loss", "entropy", "kl", "clip_frac")
 
+
 class Trainer:
     def __init__(self, config: TrainConfig, model=None, tokenizer=None, reducer: Reducer | None = None):
         from hiper import models
@@ -231,14 +232,16 @@ class Trainer:
         # Scored at the rollout's sampling temperature: the policy that produced the responses.
         T = cfg.temperature
         if self.critic is not None and self.critic.shared:
-            # Heads on the actor's backbone: values and old log-probs from the same forward, and the
-            # hidden states the critic update fits the heads on (hiper.critic_features).
+            # Heads on the actor's backbone: values and old log-probs from one forward, with the hidden states
+            # the critic update fits the heads on (hiper.critic_features); copied out, so `scored` goes with those.
             self._phase("values and log-probs")
             t = time.perf_counter()
             keep = critic_features.fits(batch.num_rows, R, self.actor.config.hidden_size)
-            both = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T, keep), R)
-            old_logp, values = both[..., 0], both[..., 1:1 + self.critic.num_heads]
-            hidden = both[..., 1 + self.critic.num_heads:] if keep else None
+            scored = self._forward_all(batch, lambda ids, am, r: self._logprobs_and_values(ids, am, r, T, keep), R)
+            heads = self.critic.num_heads
+            old_logp, values = scored[..., 0].clone(), scored[..., 1:1 + heads].clone()
+            hidden = scored[..., 1 + heads:] if keep else None
+            del scored
             timings["values"] = 0.0
         else:
             if self.critic is not None:
@@ -260,7 +263,7 @@ class Trainer:
         t = time.perf_counter()
         advantages, loss_mask, critic_targets = self.advantages(rollout, spans, values)
         features = None if hidden is None else critic_features.TargetFeatures.at_targets(hidden, critic_targets)
-        hidden = None  # only the targets' positions are kept
+        hidden = None  # only the targets' positions are kept (the scoring pass's output is freed)
         timings["advantages"] = time.perf_counter() - t
 
         # Train mode only around the updates: activation checkpointing applies in train mode,
