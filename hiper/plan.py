@@ -34,6 +34,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from hiper.flags import COUNT, NOT_NEGATIVE, bounded
+
 GB = 1e9
 FP32, BF16 = 4, 2
 ADAMW_STATE = 8  # two float32 moments per trained parameter
@@ -55,7 +57,6 @@ ALIASES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m", "Qwen/Qwen2.5-
            "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b"}
 # Attention projections with a bias, by architecture (Qwen2 biases q, k and v).
 QKV_BIAS = {"qwen2": True, "llama": False}
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Architecture:
         return embeddings + self.layers * self.layer_parameters() + self.hidden  # + the final norm
 
     def lora_parameters(self, rank: int) -> int:
-        """Trained parameters of rank-`rank` adapters on every projection of every layer."""
+        """Trained parameters of rank-`rank` adapters on every projection of every layer (the
+        trainer's default lora_targets)."""
         return self.layers * sum(rank * (a + b) for a, b in self.linear_shapes().values())
 
 
@@ -153,7 +155,8 @@ def rank_bytes(arch: Architecture, setting: Setting, parallel: str) -> dict[str,
         "actor optimiser state": ADAMW_STATE * trained / shards,
         "reference": FP32 * p / shards if setting.kl and not lora else 0.0,
         "critic weights": FP32 * critic_weights / shards,
-        "critic gradients and optimiser state": (FP32 + ADAMW_STATE) * critic_trained / shards,
+        "critic gradients": FP32 * critic_trained / shards,
+        "critic optimiser state": ADAMW_STATE * critic_trained / shards,
     }
     tokens = setting.micro_batch_tokens
     layer_working_set = tokens * (4 * arch.hidden + 2 * arch.intermediate) * BF16
@@ -164,14 +167,16 @@ def rank_bytes(arch: Architecture, setting: Setting, parallel: str) -> dict[str,
     return parts
 
 
+# What each phase holds: the update everything but vLLM; the rollout the weights and optimiser
+# state that stay resident, beside vLLM (gradients, activations and gathered layers are gone).
+UPDATE_ONLY = ("actor gradients", "critic gradients", "activations (one micro-batch)", "gathered layers (fsdp)")
+ROLLOUT_ONLY = ("vLLM share (rollout only)",)
+
+
 def phases(parts: dict[str, float]) -> dict[str, float]:
-    """Peak bytes of the update (no vLLM) and of the rollout (no gradients or activations)."""
-    update = sum(v for k, v in parts.items() if not k.startswith("vLLM"))
-    rollout = sum(v for k, v in parts.items() if "gradients" not in k and "activations" not in k
-                  and "gathered" not in k)
-    # The critic's optimiser state stays resident through the rollout; its gradients do not.
-    rollout += ADAMW_STATE / (FP32 + ADAMW_STATE) * parts["critic gradients and optimiser state"]
-    return {"update": update, "rollout": rollout}
+    """Peak bytes of the update and of the rollout (UPDATE_ONLY, ROLLOUT_ONLY)."""
+    return {"update": sum(v for k, v in parts.items() if k not in ROLLOUT_ONLY),
+            "rollout": sum(v for k, v in parts.items() if k not in UPDATE_ONLY)}
 
 
 def report(model: str, setting: Setting) -> list[str]:
@@ -197,29 +202,25 @@ def report(model: str, setting: Setting) -> list[str]:
     return lines
 
 
+GB_AMOUNT = bounded(float, "> 0", lambda v: v > 0)
+SHARE = bounded(float, "in [0, 1)", lambda v: 0 <= v < 1)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help=f"a model directory (its config.json) or one of {', '.join(KNOWN_MODELS)}")
-    parser.add_argument("--gpus", type=int, default=1, help="ranks the run is spread over")
-    parser.add_argument("--gpu-memory", type=float, default=80.0, help="GB of memory per GPU")
-    parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on every projection (0: full fine-tuning)")
+    parser.add_argument("--gpus", type=COUNT, default=1, help="ranks the run is spread over")
+    parser.add_argument("--gpu-memory", type=GB_AMOUNT, default=80.0, help="GB of memory per GPU")
+    parser.add_argument("--lora-rank", type=NOT_NEGATIVE, default=0,
+                        help="LoRA rank on every projection (0: full fine-tuning)")
     parser.add_argument("--shared-critic", action="store_true", help="value heads on the actor's backbone")
     parser.add_argument("--no-kl", action="store_true", help="no KL term, so no reference policy")
-    parser.add_argument("--micro-batch-tokens", type=int, default=8192, help="tokens of one forward pass")
-    parser.add_argument("--vllm-share", type=float, default=0.0,
+    parser.add_argument("--micro-batch-tokens", type=COUNT, default=8192, help="tokens of one forward pass")
+    parser.add_argument("--vllm-share", type=SHARE, default=0.0,
                         help="share of each GPU that vLLM takes while it generates (its gpu_memory_utilization)")
 
 
 def main(args: argparse.Namespace) -> int:
-    for name in ("gpus", "micro_batch_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {getattr(args, name)}")
-    if args.lora_rank < 0:
-        raise ValueError(f"lora_rank: expected 0 (full fine-tuning) or a positive rank, got {args.lora_rank}")
-    if not args.gpu_memory > 0:
-        raise ValueError(f"gpu_memory: expected a positive number of GB, got {args.gpu_memory}")
-    if not 0 <= args.vllm_share < 1:
-        raise ValueError(f"vllm_share: expected a share in [0, 1), got {args.vllm_share}")
     setting = Setting(gpus=args.gpus, gpu_memory_gb=args.gpu_memory, lora_rank=args.lora_rank,
                       shared_critic=args.shared_critic, kl=not args.no_kl, micro_batch_tokens=args.micro_batch_tokens,
                       vllm_share=args.vllm_share)

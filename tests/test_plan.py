@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hiper import plan
-from hiper.models import CRITIC_ADAPTER
+from hiper.models import CRITIC_ADAPTER, DEFAULT_LORA_TARGETS
 from hiper.plan import Architecture, Setting, rank_bytes
 
 from test_lean_update import tiny_trainer
@@ -45,9 +45,10 @@ def optimiser_bytes(optimiser) -> int:
 
 @pytest.mark.parametrize("lora_rank,shared_critic", [(0, False), (0, True), (4, False)])
 def test_the_bytes_are_the_trainers_tensors(tmp_path, lora_rank, shared_critic):
-    trainer = tiny_trainer(tmp_path, steps=1, lora_rank=lora_rank, shared_critic=shared_critic, kl_coef=0.01,
-                           lora_targets=",".join(plan.LORA_TARGETS))
+    trainer = tiny_trainer(tmp_path, steps=1, lora_rank=lora_rank, shared_critic=shared_critic, kl_coef=0.01)
     arch = Architecture.from_config(trainer.actor.config.to_dict())
+    # The planner's adapters sit on every projection of a layer, as the trainer's default targets do.
+    assert set(DEFAULT_LORA_TARGETS.split(",")) == set(arch.linear_shapes())
     named = dict(trainer.actor.named_parameters())
     # With LoRA the critic's adapters sit in the actor's model beside the actor's: split by name.
     critic_adapters = [p for n, p in named.items() if f".{CRITIC_ADAPTER}." in n]
@@ -61,8 +62,8 @@ def test_the_bytes_are_the_trainers_tensors(tmp_path, lora_rank, shared_critic):
     assert want["reference"] == reference
     heads_and_copies = [p for p in trainer.critic.parameters() if not any(p is q for q in named.values())]
     assert want["critic weights"] == tensor_bytes(heads_and_copies) + tensor_bytes(critic_adapters)
-    assert want["critic gradients and optimiser state"] == (
-        tensor_bytes(trainer.critic.trainable_parameters()) + optimiser_bytes(trainer.critic_opt))
+    assert want["critic gradients"] == tensor_bytes(trainer.critic.trainable_parameters())
+    assert want["critic optimiser state"] == optimiser_bytes(trainer.critic_opt)
 
 
 def test_fsdp_shards_what_ddp_replicates():
@@ -73,6 +74,11 @@ def test_fsdp_shards_what_ddp_replicates():
         assert fsdp[part] == pytest.approx(ddp[part] / 8)
     assert fsdp["activations (one micro-batch)"] == ddp["activations (one micro-batch)"]
     assert fsdp["gathered layers (fsdp)"] > 0 == ddp["gathered layers (fsdp)"]
+    # The rollout holds weights and optimiser state beside vLLM, not gradients or activations.
+    peaks = plan.phases(rank_bytes(arch, Setting(gpus=8, vllm_share=0.3), "fsdp"))
+    assert peaks["update"] - peaks["rollout"] == pytest.approx(
+        fsdp["actor gradients"] + fsdp["critic gradients"] + fsdp["activations (one micro-batch)"]
+        + fsdp["gathered layers (fsdp)"] - 0.3 * 80 * plan.GB)
 
 
 def test_the_command_says_what_fits_and_refuses_what_it_cannot_know():
