@@ -64,7 +64,8 @@ def test_the_games_and_their_params():
     specs = game_list("keychest", "test", params="doors=2,key_reward=0", max_turns=8)
     assert (specs[0].kwargs["doors"], specs[0].kwargs["key_reward"], specs[0].kwargs["max_steps"]) == (2, 0.0, 8)
     for params, message in (("doors=10", "doors expects 0 to 9"), ("doors=two", "doors expects an integer"),
-                            ("key_reward=x", "key_reward expects a number"), ("halls=2", "keychest takes doors")):
+                            ("key_reward=x", "key_reward expects a number"),
+                            ("key_reward=nan", "key_reward expects a finite number"), ("halls=2", "keychest takes doors")):
         with pytest.raises(ValueError, match=f"^game_params: {message}"):
             game_list("keychest", "train", params=params)
     with pytest.raises(ValueError, match="doors: expected an integer from 0 to 9"):

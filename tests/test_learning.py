@@ -54,26 +54,30 @@ def tokenizer():
     return prepare_tokenizer(AutoTokenizer.from_pretrained(TOKENIZER))
 
 
-def fine_tuned(tokenizer, seed: int = SEED) -> tuple[torch.nn.Module, list[float]]:
+def fine_tuned(tokenizer, seed: int = SEED, *, params: str | None = None,
+               max_turns: int = 3) -> tuple[torch.nn.Module, list[float]]:
     """The warm start: a tiny model fine-tuned on 200 episodes of a noisy expert (a random other
-    action half the time, lost episodes kept); (the model, its SFT losses)."""
+    action half the time, lost episodes kept) of keychest (with game `params`, episodes of up
+    to `max_turns`); (the model, its SFT losses)."""
     model = tiny_random_model(tokenizer, hidden_size=128, layers=2, seed=seed)
-    played = demos.collect("keychest", "train", 200, max_turns=3, expert_noise=0.5, seed=seed, keep_lost=True)
+    played = demos.collect("keychest", "train", 200, max_turns=max_turns, expert_noise=0.5, seed=seed,
+                           keep_lost=True, params=params)
     pairs = demos.render(played, tokenizer, RolloutConfig.for_env("keychest"))
     return model, sft(model, tokenizer, pairs, SFTConfig(steps=200, batch_size=8, micro_batch_size=8, lr=5e-3,
                                                          seed=seed))
 
 
-def run_config(estimator: str, run_dir, seed: int = SEED) -> TrainConfig:
+def run_config(estimator: str, run_dir, seed: int = SEED, *, whitened: bool = False) -> TrainConfig:
     """The loop's settings. Two PPO epochs over each step's 16 episodes at a small learning rate:
     larger steps of Adam (whose first updates are sign-like, every weight moving by the full
     rate) knock the tiny policy off its format. The token embeddings stay as fine-tuning left
     them (freeze_embeddings). HAE's advantages are not whitened over the batch (norm_adv false,
     the authors whiten): when most of 16 episodes win, their spread is mostly the critic's error,
     and whitening made that error a full-size push against the winning actions on 2 of 7 seeds
-    (docs/learning/stability.md)."""
+    (docs/learning/stability.md). `whitened`: the recipe as it was before, which the published
+    runs of docs/learning/ used."""
     return TrainConfig(env="keychest", estimator=estimator, group_size=4 if estimator == "grpo" else 1, seed=seed,
-                       norm_adv=False,  # unwhitened: docs/learning/stability.md, "Whitening over few turns"
+                       norm_adv=whitened,  # docs/learning/stability.md, "Whitening over few turns"
                        envs=16, steps=STEPS, max_turns=MAX_TURNS, max_new_tokens=MAX_NEW_TOKENS,
                        temperature=TEMPERATURE, actor_lr=2e-4, critic_lr=2e-3, ppo_epochs=2, kl_coef=0.0,
                        entropy_coeff=0.0, mini_batch_size=16, micro_batch_size=16, freeze_embeddings=True,

@@ -20,11 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import test_learning as recipe  # noqa: E402  (the test's own settings)
 from transformers import AutoTokenizer  # noqa: E402
 
-from hiper import demos  # noqa: E402
 from hiper.evaluate import evaluate  # noqa: E402
-from hiper.models import prepare_tokenizer, tiny_random_model  # noqa: E402
-from hiper.rollout import RolloutConfig  # noqa: E402
-from hiper.sft import SFTConfig, sft  # noqa: E402
+from hiper.models import prepare_tokenizer  # noqa: E402
 from hiper.trainer import Trainer  # noqa: E402
 
 
@@ -33,11 +30,7 @@ def main(seed: int, estimator: str, doors: int = 2, steps: int = 5) -> None:
     turns = 2 * doors + 2 + 2  # two turns to waste
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     start = time.perf_counter()
-    model = tiny_random_model(tokenizer, hidden_size=128, layers=2, seed=seed)
-    played = demos.collect("keychest", "train", 200, max_turns=turns, expert_noise=0.5, seed=seed, keep_lost=True,
-                           params=params)
-    pairs = demos.render(played, tokenizer, RolloutConfig.for_env("keychest"))
-    losses = sft(model, tokenizer, pairs, SFTConfig(steps=200, batch_size=8, micro_batch_size=8, lr=5e-3, seed=seed))
+    model, losses = recipe.fine_tuned(tokenizer, seed, params=params, max_turns=turns)
 
     def success(policy) -> float:
         return evaluate(policy, tokenizer, "keychest", recipe.EVAL_EPISODES, max_turns=turns,

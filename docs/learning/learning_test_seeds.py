@@ -42,8 +42,8 @@ def main(seeds: list[int]) -> None:
     for seed in seeds:
         model, warm = warm_start(tokenizer, seed)
         for name, estimator, trainer in RUNS:
-            config = recipe.run_config(estimator, Path("runs/learning-test-seeds") / f"{name}-{seed}", seed)
-            config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
+            config = recipe.run_config(estimator, Path("runs/learning-test-seeds") / f"{name}-{seed}", seed,
+                                       whitened=True)  # as the published runs were made
             run = trainer(config, model=copy.deepcopy(model), tokenizer=tokenizer)
             curve, start = [], time.perf_counter()
             for _ in range(config.steps):

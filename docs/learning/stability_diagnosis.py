@@ -61,8 +61,7 @@ def main(seed: int, steps: int, changes: dict) -> None:
     torch.set_num_threads(1)
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     model, _ = recipe.fine_tuned(tokenizer, seed)
-    config = recipe.run_config("hae", Path(f"runs/stability-diagnosis/hae-{seed}"), seed)
-    config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
+    config = recipe.run_config("hae", Path(f"runs/stability-diagnosis/hae-{seed}"), seed, whitened=True)
     config.steps = steps
     for name, value in changes.items():
         setattr(config, name, value)

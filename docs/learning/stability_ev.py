@@ -33,8 +33,7 @@ def main(which: str, changes: dict) -> None:
     torch.set_num_threads(1)
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(recipe.TOKENIZER))
     model, _ = recipe.fine_tuned(tokenizer, recipe.SEED)
-    config = recipe.run_config("hae", Path(f"runs/stability-ev/{which}"), recipe.SEED)
-    config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
+    config = recipe.run_config("hae", Path(f"runs/stability-ev/{which}"), recipe.SEED, whitened=True)
     for name, value in changes.items():
         setattr(config, name, value)
     run = TRAINERS[which](config, model=copy.deepcopy(model), tokenizer=tokenizer)

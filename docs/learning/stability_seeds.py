@@ -80,8 +80,8 @@ def main(seeds: list[int], runs: list[str]) -> None:
         for name in runs:
             estimator, changes = RECIPES[name]
             start = time.perf_counter()
-            config = recipe.run_config(estimator, Path("runs/stability-seeds") / f"{name}-{seed}", seed)
-            config.norm_adv = True  # these runs were made with the test's recipe when it whitened advantages
+            config = recipe.run_config(estimator, Path("runs/stability-seeds") / f"{name}-{seed}", seed,
+                                       whitened=True)  # every recipe's base (the docstring)
             for key, value in changes.items():
                 setattr(config, key, value)
             run = Watched(config, model=copy.deepcopy(model), tokenizer=tokenizer)

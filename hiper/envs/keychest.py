@@ -34,6 +34,7 @@ The expert (`expert_turn`) names the subgoal of the current stage and its right 
 from __future__ import annotations
 
 import itertools
+import math
 
 from hiper.envs.base import Observation, Step, TextEnv
 from hiper.envs.spec import EnvSpec
@@ -128,6 +129,8 @@ def parse_params(text: str | None) -> dict:
             raise ValueError(f"game_params: {name} expects {expected}, got {value.strip()!r}") from None
     if not 0 <= params["doors"] <= MAX_DOORS:
         raise ValueError(f"game_params: doors expects 0 to {MAX_DOORS}, got {params['doors']}")
+    if not math.isfinite(params["key_reward"]):
+        raise ValueError(f"game_params: key_reward expects a finite number, got {params['key_reward']}")
     return params
 
 
