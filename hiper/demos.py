@@ -20,6 +20,13 @@ takes a random other admissible action instead (the sub-goal stays the expert's)
 re-plan from the current state (ALFWorld, TextWorld, keychest) recover; a fixed gold path does
 not (its expert raises ExpertError, and the episode is dropped). Lost episodes are dropped unless
 `keep_lost`.
+
+`plan_noise` makes errors of the plan instead: on a turn where the expert sets a new sub-goal,
+with that probability, the demonstration writes the environment's planning error for the state
+(`TextEnv.expert_mistakes`: one of its wrong sub-goals and the action that pursues it) and the expert plans
+again on the next turn. A policy fine-tuned on it picks wrong sub-goals and acts on them, so what
+it learns afterwards about its sub-goals shows in what it does (the credit HAE gives sub-goal
+tokens). Only keychest defines such errors; asking another environment for them is refused.
 """
 from __future__ import annotations
 
@@ -53,17 +60,20 @@ class Demonstration:
     turns: list[DemoTurn] = field(default_factory=list)
 
 
-def _check_noise(expert_noise) -> float:
-    if isinstance(expert_noise, bool) or not isinstance(expert_noise, (int, float)) or not 0 <= expert_noise < 1:
-        raise ValueError(f"expert_noise: expected a probability in [0, 1), got {expert_noise!r}")
-    return float(expert_noise)
+def _check_noise(noise, name: str = "expert_noise") -> float:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {noise!r}")
+    return float(noise)
 
 
-def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed: int = 0) -> Demonstration:
+def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed: int = 0,
+         plan_noise: float = 0.0) -> Demonstration:
     """One episode of the game `spec` played by its environment's expert (see the module docstring)."""
+    from hiper.envs.base import TextEnv
     from hiper.envs.registry import game_key
 
     noise = _check_noise(expert_noise)
+    plan_noise = _check_noise(plan_noise, "plan_noise")
     rng = random.Random(seed)
     key = game_key(spec)
     if spec.kind in ("alfworld", "textworld", "twx"):
@@ -71,6 +81,9 @@ def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed:
         spec = EnvSpec(spec.kind, {**spec.kwargs, "expert": True})
     env = spec.make()
     try:
+        if plan_noise and type(env).expert_mistakes is TextEnv.expert_mistakes:
+            raise ValueError(f"plan_noise: {env.describe()} has no planning errors to demonstrate "
+                             "(TextEnv.expert_mistakes)")
         observation = env.reset(seed)
         demo = Demonstration(key, observation.task, task_type, won=False, reward=0.0)
         previous_subgoal, done = None, False
@@ -81,8 +94,12 @@ def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed:
             if listed_in_full and expert_action not in observation.admissible_actions:
                 raise RuntimeError(f"{env.describe()}: the expert chose {expert_action!r}, which is not admissible "
                                    f"(admissible: {observation.admissible_actions})")
-            others = [a for a in observation.admissible_actions if a != expert_action]
-            action = rng.choice(others) if others and rng.random() < noise else expert_action
+            mistakes = env.expert_mistakes() if plan_noise and subgoal != previous_subgoal else []
+            if mistakes and rng.random() < plan_noise:
+                subgoal, action = rng.choice(mistakes)  # the expert plans again on the next turn
+            else:
+                others = [a for a in observation.admissible_actions if a != expert_action]
+                action = rng.choice(others) if others and rng.random() < noise else expert_action
             switch = KEEP if subgoal == previous_subgoal else SWITCH
             demo.turns.append(DemoTurn(observation.text, list(observation.admissible_actions), switch, subgoal,
                                        action, expert_action))
@@ -96,19 +113,20 @@ def play(spec: EnvSpec, *, task_type: str = "", expert_noise: float = 0.0, seed:
         env.close()
 
 
-def _play_one(job: tuple[EnvSpec, str, float, int]) -> Demonstration | None:
+def _play_one(job: tuple[EnvSpec, str, float, int, float]) -> Demonstration | None:
     """One episode of `collect`; None when the expert gave up on it (ExpertError: a fixed gold
     path after a noisy action), as such a demonstration is dropped, not patched."""
-    spec, task_type, noise, seed = job
+    spec, task_type, noise, seed, plan_noise = job
     try:
-        return play(spec, task_type=task_type, expert_noise=noise, seed=seed)
+        return play(spec, task_type=task_type, expert_noise=noise, seed=seed, plan_noise=plan_noise)
     except ExpertError:
         return None
 
 
 def collect(env: str, split: str = "train", episodes: int = 100, *, max_turns: int = 50, data: str | None = None,
             tasks: Sequence[str] | None = None, expert_noise: float = 0.0, seed: int = 0, keep_lost: bool = False,
-            workers: int = 1, progress=None, params: str | None = None) -> list[Demonstration]:
+            workers: int = 1, progress=None, params: str | None = None,
+            plan_noise: float = 0.0) -> list[Demonstration]:
     """Expert episodes of `episodes` distinct games of `split`, drawn as training draws them (a
     seeded permutation of the split), played in `workers` processes. Returns the won ones (all
     with `keep_lost`; never one whose expert gave up), in draw order. `progress(done, total)` is
@@ -116,6 +134,7 @@ def collect(env: str, split: str = "train", episodes: int = 100, *, max_turns: i
     from hiper.envs.registry import family, training_specs
 
     _check_noise(expert_noise)
+    _check_noise(plan_noise, "plan_noise")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: need at least one episode, got {episodes!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -123,7 +142,8 @@ def collect(env: str, split: str = "train", episodes: int = 100, *, max_turns: i
     specs = training_specs(env, split, episodes, 0, seed=seed, max_turns=max_turns, data=data, tasks=tasks,
                            params=params)
     fam = family(env)
-    jobs = [(spec, fam.task_type(spec), expert_noise, seed * 1_000_003 + k) for k, spec in enumerate(specs)]
+    jobs = [(spec, fam.task_type(spec), expert_noise, seed * 1_000_003 + k, plan_noise)
+            for k, spec in enumerate(specs)]
     demos = []
     if workers == 1:
         results = map(_play_one, jobs)

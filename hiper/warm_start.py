@@ -68,6 +68,9 @@ class WarmStartConfig:
     episodes: int = setting(200, "expert episodes to play, on distinct games while the split has enough")
     expert_noise: float = setting(0.0, "probability that a demonstration turn plays a random other admissible "
                                        "action instead of the expert's (an imperfect teacher), in [0, 1)")
+    plan_noise: float = setting(0.0, "probability that a demonstration turn setting a new sub-goal writes the "
+                                     "environment's planning error instead (a wrong sub-goal and the action that "
+                                     "pursues it; keychest only, hiper.demos), in [0, 1)")
     keep_lost: bool = setting(False, "keep the demonstrations of episodes the expert did not win (else dropped)")
     max_turns: int = setting(50, "step cap of a demonstration episode")
     workers: int = setting(0, "processes playing the experts (0 or 1: in this process)")
@@ -111,8 +114,9 @@ class WarmStartConfig:
         for name in ("workers", "history_length", "lora_rank"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
-        if not 0 <= self.expert_noise < 1:
-            raise ValueError(f"expert_noise: must be in [0, 1), got {self.expert_noise!r}")
+        for name in ("expert_noise", "plan_noise"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)!r}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout!r}")
         if not self.lora_alpha > 0:
@@ -163,7 +167,7 @@ def check_before_loading(config: WarmStartConfig) -> int:
     models.check_model_name(config.model, tokenizer_only=config.tiny_model)
     games = game_list(config.env, config.train_split(), max_turns=config.max_turns, data=config.data or None,
                       tasks=config.task_list(), params=config.game_params or None)
-    _check_expert(config.env, games[0])
+    _check_expert(config.env, games[0], plan_noise=config.plan_noise > 0)
     if config.lora_rank > 0:
         try:
             models.lora_config(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
@@ -173,9 +177,10 @@ def check_before_loading(config: WarmStartConfig) -> int:
     return len(games)
 
 
-def _check_expert(env: str, spec) -> None:
-    """Refuses an environment whose games have no expert (TextEnv.expert_turn left as it is);
-    builds one game to ask, as its class may come from any factory."""
+def _check_expert(env: str, spec, plan_noise: bool = False) -> None:
+    """Refuses an environment whose games have no expert (TextEnv.expert_turn left as it is), or,
+    with `plan_noise`, no planning errors (TextEnv.expert_mistakes); builds one game to ask, as its
+    class may come from any factory."""
     from hiper.envs.base import TextEnv
 
     game = spec.make()
@@ -183,6 +188,9 @@ def _check_expert(env: str, spec) -> None:
         if type(game).expert_turn is TextEnv.expert_turn:
             raise ValueError(f"env: {env}'s games ({type(game).__name__}) have no expert to demonstrate with; "
                              "hiper sft needs an environment that implements TextEnv.expert_turn")
+        if plan_noise and type(game).expert_mistakes is TextEnv.expert_mistakes:
+            raise ValueError(f"plan_noise: {env}'s games ({type(game).__name__}) have no planning errors to "
+                             "demonstrate (TextEnv.expert_mistakes); use --expert-noise")
     finally:
         game.close()
 
@@ -253,6 +261,7 @@ def warm_start(config: WarmStartConfig, log: Callable[[str], None] = print) -> d
     log(f"hiper sft: {label}, {parameters:,} parameters ({trained:,} trained), on {device}")
     log(f"collecting {config.episodes} expert episode(s) of {config.env} {split} ({games} games; up to "
         f"{config.max_turns} turns, expert noise {config.expert_noise:g}, "
+        + (f"plan noise {config.plan_noise:g}, " if config.plan_noise else "")
         + (f"{config.workers} worker processes)" if config.workers > 1 else "in this process)"))
 
     started = time.perf_counter()
@@ -312,7 +321,7 @@ def _collect(config: WarmStartConfig, split: str) -> list:
     try:
         kept = demos.collect(config.env, split, config.episodes, max_turns=config.max_turns, data=config.data or None,
                              tasks=config.task_list(), params=config.game_params or None,
-                             expert_noise=config.expert_noise, seed=config.seed,
+                             expert_noise=config.expert_noise, plan_noise=config.plan_noise, seed=config.seed,
                              keep_lost=config.keep_lost, workers=max(1, config.workers),
                              progress=(lambda done, total: bar.update()) if bar is not None else None)
     finally:

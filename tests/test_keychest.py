@@ -72,3 +72,50 @@ def test_the_games_and_their_params():
         KeyChestEnv(doors=-1)
     with pytest.raises(ValueError, match="order: expected 0 to 23"):
         KeyChestEnv(order=24, doors=1)
+
+
+def test_plan_noise_writes_a_wrong_subgoal_and_acts_on_it():
+    """demos' plan_noise: where the expert sets a new sub-goal, the demonstration may head for the
+    chest too early ("open the chest", then "open chest") or look for another way ("look around"),
+    either of which wastes the turn, and plan again on the next turn; turns inside a segment, and
+    the last hall, are the expert's. plan_noise 0 plays the demonstrations as before, draw for draw."""
+    params = "doors=2,key_reward=0"
+    clean = demos.collect("keychest", "train", 40, max_turns=10, params=params, keep_lost=True, seed=3)
+    assert clean == demos.collect("keychest", "train", 40, max_turns=10, params=params, keep_lost=True, seed=3,
+                                  plan_noise=0.0)
+    noisy = demos.collect("keychest", "train", 40, max_turns=10, params=params, keep_lost=True, seed=3,
+                          plan_noise=0.5)
+    mistakes = [(demo, k) for demo in noisy for k, t in enumerate(demo.turns) if t.action != t.expert_action]
+    # Two early halls a game, each erring then again with probability 0.5: one mistake each on average.
+    assert 50 <= len(mistakes) <= 110
+    for demo, k in mistakes:
+        turn = demo.turns[k]
+        assert (turn.subgoal, turn.action) in (("open the chest", "open chest"), ("look for another way", "look around"))
+        assert "hall 3 of 3" not in turn.observation  # never in the last hall: the chest is the right plan there
+        assert turn.switch == ("KEEP" if k and demo.turns[k - 1].subgoal == turn.subgoal else "SWITCH")
+        if k + 1 < len(demo.turns):  # the turn wasted: the same state, planned again
+            assert demo.turns[k + 1].observation.startswith("Nothing happens. ")
+    # Inside a segment (a KEEP turn of the expert's own sub-goal) the demonstration is the expert's.
+    assert all(t.action == t.expert_action for d in noisy for t in d.turns
+               if t.switch == "KEEP" and t.subgoal.startswith("get through door"))
+    assert {t.subgoal for demo, k in mistakes for t in [demo.turns[k]]} == {"open the chest", "look for another way"}
+    assert sum(d.won for d in noisy) < sum(d.won for d in clean) == 40
+
+
+def test_plan_noise_is_refused_where_the_game_has_no_planning_errors(monkeypatch):
+    with pytest.raises(ValueError, match="^plan_noise: expected a probability in"):
+        demos.collect("keychest", "train", 1, plan_noise=1.0)
+    env = KeyChestEnv(150, 0, doors=1)
+    env.reset()
+    assert env.expert_mistakes() == [("open the chest", "open chest"), ("look for another way", "look around")]
+    env.step("take key")
+    assert env.expert_mistakes() == []  # inside the segment: the plan is set
+    env.step("open door")
+    assert env.expert_mistakes() == []  # the last hall: heading for the chest is right
+    from hiper.envs.base import TextEnv
+
+    # A game whose class keeps TextEnv's default (no planning errors anywhere) is refused, in one line.
+    monkeypatch.setattr(KeyChestEnv, "expert_mistakes", TextEnv.expert_mistakes)
+    with pytest.raises(ValueError, match=r"^plan_noise: keychest:room \d+, order \d+ has no planning errors"):
+        demos.collect("keychest", "train", 1, plan_noise=0.2)
+    assert demos.collect("keychest", "train", 1, plan_noise=0.0)[0].won

@@ -31,6 +31,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from controls import NegatedAdvantages, ShuffledTargets
 from hiper import demos
 from hiper.evaluate import evaluate
 from hiper.models import prepare_tokenizer, tiny_random_model
@@ -101,14 +102,6 @@ def success_rate(model, tokenizer, seed: int = SEED) -> float:
                     seed=seed)["success_rate"]
 
 
-class FlippedAdvantages(Trainer):
-    """The control: every advantage the estimator computes, negated (critic targets untouched)."""
-
-    def advantages(self, rollout, spans, values):
-        advantages, loss_mask, critic_targets = super().advantages(rollout, spans, values)
-        return -advantages, loss_mask, critic_targets
-
-
 def train(warm_start, tokenizer, tmp_path, estimator: str, trainer=Trainer) -> float:
     """The evaluation success rate after a short run of the loop (run_config) from the warm start."""
     start = warm_start[0]
@@ -131,7 +124,7 @@ def test_training_raises_the_success_rate(warm_start, tokenizer, tmp_path, estim
 
 def test_flipped_advantages_do_not(warm_start, tokenizer, tmp_path):
     before = warm_start[1]
-    after = train(warm_start, tokenizer, tmp_path, "hae", trainer=FlippedAdvantages)
+    after = train(warm_start, tokenizer, tmp_path, "hae", trainer=NegatedAdvantages)
     print(f"flipped hae: held-out success {before:.3f} -> {after:.3f}")
     assert after <= before, f"control: success {before:.2f} -> {after:.2f}"
 
@@ -140,21 +133,6 @@ def test_flipped_advantages_do_not(warm_start, tokenizer, tmp_path):
 CRITIC_STEPS = 5        # critic-only steps on the warm start's own rollouts (the actor held still)
 CRITIC_EPOCHS = 8       # the critic's passes over each step's rollout
 EXPLAINED = 0.2         # the share of its targets' variance each head must explain (measured: 0.37-0.67)
-
-
-class ShuffledTargets(Trainer):
-    """The control: each head's critic targets permuted among its own positions (advantages untouched)."""
-
-    def advantages(self, rollout, spans, values):
-        advantages, loss_mask, targets = super().advantages(rollout, spans, values)
-        generator = torch.Generator().manual_seed(self.step)
-        shuffled = []
-        for head, returns, mask, coef in targets:
-            returns = returns.clone()
-            picked = returns[mask]
-            returns[mask] = picked[torch.randperm(picked.numel(), generator=generator)]
-            shuffled.append((head, returns, mask, coef))
-        return advantages, loss_mask, shuffled
 
 
 def critic_explained_variance(warm_start, tokenizer, tmp_path, trainer=Trainer) -> dict[str, float]:

@@ -124,6 +124,7 @@ def test_a_bad_value_is_one_line_naming_its_flag(tmp_path):
     (["--episodes", "-3"], 1, "--episodes: must be >= 1, got -3"),
     (["--expert-noise", "1.5"], 1, "--expert-noise: must be in [0, 1), got 1.5"),
     (["--expert-noise", "-0.1"], 1, "--expert-noise: must be in [0, 1), got -0.1"),
+    (["--plan-noise", "1"], 1, "--plan-noise: must be in [0, 1), got 1.0"),
     (["--max-turns", "0"], 1, "--max-turns: must be >= 1, got 0"),
     (["--workers", "-1"], 1, "--workers: must be >= 0, got -1"),
     (["--steps", "0"], 1, "--steps: expected a positive integer, got 0"),
@@ -142,6 +143,9 @@ def test_a_bad_value_is_one_line_naming_its_flag(tmp_path):
     (["--env", "games_for_tests:COUNTING"], 1,
      "--env: games_for_tests:COUNTING's games (CountingEnv) have no expert to demonstrate with; hiper sft needs an "
      "environment that implements TextEnv.expert_turn"),
+    (["--env", "alfworld", "--data", "sample", "--plan-noise", "0.3"], 1,
+     "--plan-noise: alfworld's games (AlfworldEnv) have no planning errors to demonstrate "
+     "(TextEnv.expert_mistakes); use --expert-noise"),
 ])
 def test_every_bad_value_is_refused_before_loading(argv, code, line, tmp_path, monkeypatch, capsys, no_model):
     monkeypatch.chdir(tmp_path)

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from hiper.models import prepare_tokenizer  # noqa: E402
 from hiper.trainer import Trainer  # noqa: E402
 
-RUNS = (("hae", "hae", Trainer), ("grpo", "grpo", Trainer), ("control", "hae", recipe.FlippedAdvantages))
+RUNS = (("hae", "hae", Trainer), ("grpo", "grpo", Trainer), ("control", "hae", recipe.NegatedAdvantages))
 
 
 def warm_start(tokenizer, seed: int):

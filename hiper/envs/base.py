@@ -80,3 +80,10 @@ class TextEnv(abc.ABC):
         SWITCH is written on the turn the subgoal changes. Raises ExpertError when the expert cannot
         go on from this state. Environments without an expert keep this default."""
         raise NotImplementedError(f"{self.describe()}: this environment has no expert to demonstrate with")
+
+    def expert_mistakes(self) -> list[tuple[str, str]]:
+        """The planning errors the expert's demonstrations may show in this state (hiper.demos,
+        plan_noise), each as (subgoal, action): a wrong sub-goal and the action that pursues it, so
+        that the error is in the plan and the action follows from it. Empty where the state has
+        none; environments without such errors keep this default, which has none anywhere."""
+        return []

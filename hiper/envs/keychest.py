@@ -112,6 +112,19 @@ class KeyChestEnv(TextEnv):
         subgoal = "open the chest" if last else f"get through door {self.hall + 1}"
         return subgoal, ("open chest" if last else "open door") if self.has_key else "take key"
 
+    def expert_mistakes(self) -> list[tuple[str, str]]:
+        """The planning errors of the demonstrations' plan_noise, each of which wastes the turn:
+        before the last hall, heading for the chest too early or looking for another way round
+        the door; in the two-turn game, the other stage's plan. Two errors, not one, so that a
+        policy fine-tuned on them still ranks the right sub-goal first while it picks a wrong one
+        often (a single error made half the time is a coin flip that sampling at a low
+        temperature turns into always or never)."""
+        if not self.doors:
+            return [STAGES[not self.has_key]]
+        if self.hall == self.doors or self.has_key:
+            return []
+        return [("open the chest", "open chest"), ("look for another way", "look around")]
+
 
 def parse_params(text: str | None) -> dict:
     """{"doors": K, "key_reward": R} of a game-params string "doors=3,key_reward=0" (either may
