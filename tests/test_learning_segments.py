@@ -15,18 +15,18 @@ held-out games (rooms training never showed), and each assertion guards one piec
 
     assertion                                   guards                control that must fail it
     held-out success rises by RISE              the update's sign     advantages negated
-    every value head explains EXPLAINED of its  the critic            value targets shuffled
-      targets' variance on held-out games
+    the low and high heads explain EXPLAINED    the critic            value targets shuffled
+      of their targets' variance, held out
     planning errors fall to PLAN_ERRORS of      the segment level     segment-level advantage zeroed
       their warm-start rate                       (A^H on sub-goals)
 
-The segment level cannot be caught through the success rate: with A^H zeroed, the turn-level
-advantage still pushes the action that follows a wrong sub-goal towards the right one, and the
-game is won with the wrong sub-goal written. It is caught through the statistic it moves, the
-share of turns before the last hall whose sub-goal is not the door's. The critic is caught through
-its explained variance on held-out games (hiper.critic_check), which shuffled targets leave near
-zero or below. The keys' rewards give every state its own return, so the heads have something to
-explain however well the policy plays.
+The segment level is held to the statistic it moves, the share of turns before the last hall
+whose sub-goal is not the door's: A^H is the only advantage on sub-goal tokens, while the success
+rate can also rise through the turn-level advantage, which pushes the action that follows a wrong
+sub-goal towards the right one (the game is then won with the wrong sub-goal written). The critic
+is held to its explained variance on held-out games (hiper.critic_check), which shuffled targets
+leave near zero or below. The keys' rewards give every state its own return, so the heads have
+something to explain however well the policy plays.
 
 Measured with these settings, SEED 0 (held-out success and planning errors on the 32 evaluation
 games; explained variance of the low / high / termination heads on 16 games sampled as the
@@ -36,19 +36,19 @@ rollouts are):
     warm start                   0.50     0.23
     HAE                          0.75     0.09             0.72 / 0.49 / 0.05
     advantages negated           0.00     1.00             -0.13 / 0.23 / -0.03
-    value targets shuffled       0.94     0.03             0.00 / 0.00 / 0.02
+    value targets shuffled       0.25     0.15             -0.01 / 0.00 / -0.00
     segment-level A^H zeroed     0.00     0.42             0.33 / 0.22 / -0.02
 
-Two findings the assertions do not rest on. With shuffled targets the critic predicts about the
-mean return everywhere, and HAE with that constant baseline learned faster in these three steps
-than with the critic it learns: early on, the learnt critic's errors per state add more noise to
-the advantages than they remove. And with the segment-level advantage zeroed the policy lost
-every game (so did an earlier version of this test's settings): the sub-goal tokens then get no
-gradient while the action tokens' advantages lean on the high head's bootstrap; why that ends in
-collapse rather than in slower learning is not yet understood.
+Two findings the assertions do not rest on. What the policy does with shuffled targets depends on
+the shuffle: another permutation of the same targets gave success 0.94 and planning errors 0.03
+(explained variance 0.00 / 0.00 / 0.02), so a run with a broken critic can still learn, which is
+why the critic is held to its explained variance and not to the success rate. And with the
+segment-level advantage zeroed the policy lost every game (so did it with an earlier version of
+this test's settings), where only its sub-goals were expected to stop improving; why is not yet
+understood.
 
-The file takes 7 to 9 minutes on two cores (the warm start about 2.5, the four runs the rest),
-more than the 6 it was meant to fit: fewer or smaller steps did not learn reliably.
+The file takes 8 minutes on two idle cores (the warm start 2.5, the four runs the rest), more than
+the 6 it was meant to fit: with two PPO epochs instead of four it took 6, and HAE gained 0.09.
 """
 from __future__ import annotations
 
