@@ -47,8 +47,8 @@ segment-level advantage zeroed the policy lost every game (so did it with an ear
 this test's settings), where only its sub-goals were expected to stop improving; why is not yet
 understood.
 
-The file takes 8 minutes on two idle cores (the warm start 2.5, the four runs the rest), more than
-the 6 it was meant to fit: with two PPO epochs instead of four it took 6, and HAE gained 0.09.
+The file takes 7 to 8 minutes on two idle cores (the warm start 2.5, the four runs the rest), more
+than the 6 it was meant to fit: with two PPO epochs instead of four it took 6, and HAE gained 0.09.
 """
 from __future__ import annotations
 
