@@ -32,19 +32,16 @@ def held_out_explained_variance(trainer, episodes: int, seed: int = 0) -> dict[s
 def held_out_rollout(trainer, episodes: int, seed: int = 0):
     """The trainer's policy on `episodes` games of its held-out split, sampled as its rollouts are
     (hiper.rollout.RolloutResult), from `seed` and without touching the caller's random streams."""
-    from hiper.envs import EnvPool
-    from hiper.envs.registry import evaluation_specs
-    from hiper.rollout import RolloutEngine
+    from hiper.evaluate import play_held_out
 
     if trainer.critic is None:
         raise ValueError(f"estimator: {trainer.config.estimator!r} trains no critic; there is nothing to check")
     cfg = trainer.config
-    specs = evaluation_specs(cfg.env, cfg.eval_split or None, episodes, count_name="episodes", **cfg.game_options())
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices), EnvPool(specs, num_workers=cfg.workers) as pool:
-        torch.manual_seed(seed)
-        return RolloutEngine(trainer.actor, trainer.tokenizer, pool, cfg.rollout_config(),
-                             engine=trainer._rollout_engine()).run()
+    _, rollout = play_held_out(trainer.actor, trainer.tokenizer, cfg.env, episodes, cfg.eval_split or None,
+                               cfg.rollout_config(), seed=seed, workers=cfg.workers, data=cfg.data or None,
+                               tasks=cfg.task_list(), params=cfg.game_params or None,
+                               engine=trainer._rollout_engine())
+    return rollout
 
 
 def explained_variance_on(trainer, rollout) -> dict[str, float | None]:

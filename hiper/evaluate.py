@@ -24,19 +24,13 @@ def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split:
     `engine` samples them (hiper.engines: a name, resolved for `model` by resolve_engine, or an
     engine; None: Hugging Face generate on `model`); a prompt longer than `max_prompt_length`
     tokens is an error."""
-    from hiper.envs import EnvPool
-    from hiper.envs.registry import evaluation_specs, family
-    from hiper.rollout import RolloutConfig, RolloutEngine
+    from hiper.envs.registry import family
+    from hiper.rollout import RolloutConfig
 
-    specs = evaluation_specs(env, split, episodes, max_turns=max_turns, data=data, tasks=tasks, params=params)
     config = RolloutConfig.for_env(env, max_turns=max_turns, max_new_tokens=max_new_tokens,
                                    max_prompt_length=max_prompt_length, temperature=temperature)
-    import torch
-
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices), EnvPool(specs, num_workers=workers) as pool:
-        torch.manual_seed(seed)
-        result = RolloutEngine(model, tokenizer, pool, config, progress=progress, engine=engine).run()
+    specs, result = play_held_out(model, tokenizer, env, episodes, split, config, seed=seed, workers=workers,
+                                  data=data, tasks=tasks, params=params, progress=progress, engine=engine)
     task_type = family(env).task_type
     per_type = defaultdict(list)
     for spec, ep in zip(specs, result.episodes):
@@ -53,3 +47,22 @@ def evaluate(model, tokenizer, env: str = "alfworld", episodes: int = 10, split:
         "invalid_rate": sum(e.invalid for e in result.episodes) / max(1, turns),
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
     }
+
+
+def play_held_out(model, tokenizer, env: str, episodes: int, split: str | None, config, *, seed: int = 0,
+                  workers: int = 0, data: str | None = None, tasks=None, params: str | None = None,
+                  progress: bool = False, engine=None):
+    """(the games, the hiper.rollout.RolloutResult) of `episodes` distinct held-out games played
+    with the rollout `config`, sampled from `seed` without touching the caller's random streams;
+    what `evaluate` reports on and hiper.critic_check judges the critic on."""
+    import torch
+
+    from hiper.envs import EnvPool
+    from hiper.envs.registry import evaluation_specs
+    from hiper.rollout import RolloutEngine
+
+    specs = evaluation_specs(env, split, episodes, max_turns=config.max_turns, data=data, tasks=tasks, params=params)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), EnvPool(specs, num_workers=workers) as pool:
+        torch.manual_seed(seed)
+        return specs, RolloutEngine(model, tokenizer, pool, config, progress=progress, engine=engine).run()

@@ -51,15 +51,11 @@ def what_it_does(result, tokenizer) -> dict:
 
 def play(policy, tokenizer, episodes: int, seed: int):
     """Held-out games at the evaluation temperature (hiper.evaluate's, 0.4), from `seed`."""
-    from hiper.envs import EnvPool
-    from hiper.envs.registry import evaluation_specs
-    from hiper.rollout import RolloutConfig, RolloutEngine
+    from hiper.evaluate import play_held_out
+    from hiper.rollout import RolloutConfig
 
-    specs = evaluation_specs("keychest", None, episodes, max_turns=MAX_TURNS, params=PARAMS)
     config = RolloutConfig.for_env("keychest", max_turns=MAX_TURNS, max_new_tokens=MAX_NEW_TOKENS, temperature=0.4)
-    with torch.random.fork_rng(), EnvPool(specs) as pool:
-        torch.manual_seed(seed)
-        return RolloutEngine(policy, tokenizer, pool, config).run()
+    return play_held_out(policy, tokenizer, "keychest", episodes, None, config, seed=seed, params=PARAMS)[1]
 
 
 def train_and_measure(job: tuple[str, str, str, int, int, int, int]) -> dict:
